@@ -1,0 +1,335 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ecs-metadata-agent/ecs-metadata-agent/cache"
+)
+
+// httpError is an answer the agent makes itself: its status and a short
+// text that names what was wrong, never a secret or a body.
+type httpError struct {
+	status int
+	msg    string
+	allow  string // the Allow header of a 405
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+var (
+	errConnect     = &httpError{http.StatusMethodNotAllowed, "CONNECT is not served", "GET, HEAD"}
+	errOtherHost   = &httpError{http.StatusForbidden, "only http://" + MetadataHost + " is served", ""}
+	errMethod      = &httpError{http.StatusMethodNotAllowed, "method not allowed", "GET, HEAD"}
+	errTokenMethod = &httpError{http.StatusMethodNotAllowed, "method not allowed", "PUT"}
+	errBody        = &httpError{http.StatusBadRequest, "a read request carries no body", ""}
+	errPath        = &httpError{http.StatusBadRequest, "path is not canonical", ""}
+	errQuery       = &httpError{http.StatusBadRequest, "query has characters not allowed", ""}
+	errNotMetadata = &httpError{http.StatusNotFound, "not a metadata path", ""}
+	errForwarded   = &httpError{http.StatusForbidden, "token requests through a proxy are refused", ""}
+	errTTL         = &httpError{http.StatusBadRequest,
+		"X-aliyun-ecs-metadata-token-ttl-seconds must be one whole number from 1 to 21600", ""}
+	errBadToken     = &httpError{http.StatusUnauthorized, "token unknown or expired", ""}
+	errNoToken      = &httpError{http.StatusUnauthorized, "a token is required", ""}
+	errGateway      = &httpError{http.StatusBadGateway, "metadata service unavailable", ""}
+	errConsumerRate = &httpError{http.StatusTooManyRequests,
+		"too many uncached requests from this consumer", ""}
+	errGaveUp = &httpError{499, "client gave up", ""}
+)
+
+const maxTokenTTL = 21600
+
+// ServeHTTP answers one consumer request. It routes by hand, not with
+// http.ServeMux, which would answer some metadata paths with redirects.
+func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := checkTarget(r); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if r.URL.Path == tokenPath {
+		a.serveToken(w, r)
+		return
+	}
+	key, err := a.checkRead(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	resp, err := a.lookup(r.Context(), key, r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.write(w, r, resp)
+}
+
+// checkTarget refuses CONNECT and absolute-form requests for any host but
+// the metadata service's: the agent is never an open proxy.
+func checkTarget(r *http.Request) error {
+	if r.Method == http.MethodConnect {
+		return errConnect
+	}
+	if r.URL.Host == "" && r.URL.Scheme == "" {
+		return nil
+	}
+	host := strings.TrimSuffix(r.URL.Host, ":80")
+	if r.URL.Scheme != "http" || host != MetadataHost {
+		return errOtherHost
+	}
+	return nil
+}
+
+// checkRead validates a metadata read and returns its cache key: the path,
+// plus the query when there is one ("?" alone is none).
+func (a *Agent) checkRead(r *http.Request) (string, error) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return "", errMethod
+	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return "", errBody
+	}
+	if err := checkPath(r.URL.Path, r.URL.RawPath); err != nil {
+		return "", err
+	}
+	if !plainASCII(r.URL.RawQuery, "#") {
+		return "", errQuery
+	}
+	if err := a.checkToken(r); err != nil {
+		return "", err
+	}
+	if r.URL.RawQuery == "" {
+		return r.URL.Path, nil
+	}
+	return r.URL.Path + "?" + r.URL.RawQuery, nil
+}
+
+// checkPath accepts only paths that name one entry in one spelling: no dot
+// segments, no empty segments, no backslashes and no encoded slashes, so
+// that no path is served from or stored under another's entry. The decoded
+// path is also sent upstream, so it may hold no '?', '#' or '%'.
+func checkPath(path, rawPath string) error {
+	if !strings.HasPrefix(path, "/") || strings.Contains(path, "//") ||
+		strings.Contains(path, "/./") || strings.Contains(path, "/../") ||
+		strings.HasSuffix(path, "/.") || strings.HasSuffix(path, "/..") ||
+		!plainASCII(path, `\?#%`) {
+		return errPath
+	}
+	if rawPath != "" && containsFold(rawPath, "%2f", "%5c", "%00") {
+		return errPath
+	}
+	if !isMetadataRoot(path) {
+		return errNotMetadata
+	}
+	return nil
+}
+
+// isMetadataRoot accepts "/", "/latest..." and versioned roots such as
+// "/2016-01-01...".
+func isMetadataRoot(path string) bool {
+	first, _, _ := strings.Cut(path[1:], "/")
+	if first == "" || first == "latest" {
+		return true
+	}
+	_, err := time.Parse(time.DateOnly, first)
+	return err == nil
+}
+
+// plainASCII reports whether s holds only printable ASCII, no space, and
+// none of the bytes in deny.
+func plainASCII(s, deny string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(deny, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func containsFold(s string, subs ...string) bool {
+	lower := strings.ToLower(s)
+	for _, sub := range subs {
+		if strings.Contains(lower, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkToken checks a consumer's token, which must be one the agent issued.
+func (a *Agent) checkToken(r *http.Request) error {
+	v, ok := r.Header[tokenHeader]
+	switch {
+	case !ok && a.cfg.RequireToken:
+		return errNoToken
+	case !ok:
+		return nil
+	case len(v) != 1 || !a.tokens.valid(v[0]):
+		return errBadToken
+	}
+	return nil
+}
+
+// serveToken answers a consumer's token PUT locally; it never causes an
+// upstream request.
+func (a *Agent) serveToken(w http.ResponseWriter, r *http.Request) {
+	ttl, err := checkTokenRequest(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	tok := a.tokens.issue(ttl)
+	a.m.consumerTokens.Inc()
+	h := w.Header()
+	h["Content-Type"] = []string{"text/plain"}
+	h["Content-Length"] = []string{strconv.Itoa(len(tok))}
+	a.m.respond(http.StatusOK)
+	_, _ = w.Write([]byte(tok))
+}
+
+func checkTokenRequest(r *http.Request) (time.Duration, error) {
+	if r.Method != http.MethodPut {
+		return 0, errTokenMethod
+	}
+	if _, ok := r.Header["X-Forwarded-For"]; ok {
+		return 0, errForwarded
+	}
+	return parseTTL(r.Header[tokenTTLHeader])
+}
+
+// parseTTL accepts exactly one header value of 1 to 5 decimal digits
+// between 1 and 21600.
+func parseTTL(values []string) (time.Duration, error) {
+	if len(values) != 1 || len(values[0]) == 0 || len(values[0]) > 5 {
+		return 0, errTTL
+	}
+	n := 0
+	for _, c := range []byte(values[0]) {
+		if c < '0' || c > '9' {
+			return 0, errTTL
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n < 1 || n > maxTokenTTL {
+		return 0, errTTL
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// lookup answers key from cache, or from one upstream call shared by every
+// consumer that misses the same key meanwhile. A stale entry that allows
+// it is served at once while a refresh runs; any other stale entry is
+// served only when upstream fails.
+// r is the consumer's request, or nil for the agent's own lookups.
+func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*response, error) {
+	resp, state := a.cache.Get(key)
+	switch {
+	case state == cache.Fresh:
+		a.m.hits.Inc()
+		return resp, nil
+	case state == cache.Stale && resp.revalidate:
+		a.m.stale.Inc()
+		a.refresh(key)
+		return resp, nil
+	}
+	a.m.misses.Inc()
+	c := a.flight.joinable(key)
+	if c != nil {
+		a.m.collapsed.Inc()
+	} else if who := consumerOrNil(r); who != nil && !a.consumers.allow(who) {
+		a.log.Warn("consumer throttled", zap.Stringer("consumer", who))
+		return nil, errConsumerRate
+	} else {
+		c = a.refresh(key)
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil, errGaveUp
+	}
+	if state == cache.Stale && failed(c.val, c.err) {
+		a.m.stale.Inc()
+		a.log.Warn("serving stale", zap.String("path", pathOnly(key)))
+		return resp, nil
+	}
+	return c.val, c.err
+}
+
+// refresh starts filling key from upstream, or joins the fill under way.
+func (a *Agent) refresh(key string) *call[*response] {
+	c, _ := a.flight.start(key, func() (*response, error) { return a.fill(key) })
+	return c
+}
+
+func failed(r *response, err error) bool {
+	return err != nil || retryable(r.status)
+}
+
+// fill asks upstream for key under the agent's own deadline and caches
+// the answer for as long as its kind allows.
+func (a *Agent) fill(key string) (*response, error) {
+	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.UpstreamTimeout)
+	defer cancel()
+	resp, err := a.up.get(ctx, key)
+	if err != nil {
+		a.log.Warn("upstream degraded", zap.String("path", pathOnly(key)), zap.Error(err))
+		return nil, errGateway
+	}
+	p := a.ttl.lifetime(key, resp, a.now())
+	if !p.store {
+		return resp, nil
+	}
+	resp.revalidate = p.revalidate
+	if p.revalidate {
+		a.revalidated.Store(key, struct{}{})
+	}
+	if err := a.cache.Set(key, resp, p.fresh, p.stale); err != nil {
+		a.log.Warn("answer not cached", zap.String("path", pathOnly(key)), zap.Error(err))
+	}
+	return resp, nil
+}
+
+// pathOnly drops the query, which logs must not carry.
+func pathOnly(key string) string {
+	p, _, _ := strings.Cut(key, "?")
+	return p
+}
+
+// write sends resp: status, Content-Type as upstream gave it (none is
+// invented), and the body byte for byte.
+func (a *Agent) write(w http.ResponseWriter, r *http.Request, resp *response) {
+	h := w.Header()
+	h["Content-Type"] = resp.contentType
+	h["Content-Length"] = resp.contentLength
+	a.m.respond(resp.status)
+	w.WriteHeader(resp.status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(resp.body)
+	}
+}
+
+// fail turns err into the consumer's answer; this is the one place where
+// errors become HTTP responses.
+func (a *Agent) fail(w http.ResponseWriter, err error) {
+	var he *httpError
+	if !errors.As(err, &he) {
+		he = errGateway
+	}
+	if he == errGaveUp {
+		return
+	}
+	h := w.Header()
+	if he.allow != "" {
+		h["Allow"] = []string{he.allow}
+	}
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	a.m.respond(he.status)
+	w.WriteHeader(he.status)
+	_, _ = w.Write([]byte(he.msg + "\n"))
+}

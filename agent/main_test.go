@@ -1,0 +1,94 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ecs-metadata-agent/ecs-metadata-agent/internal/fakeclock"
+	"github.com/ecs-metadata-agent/ecs-metadata-agent/simulator"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+var t0 = time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)
+
+// rig is an agent in front of a simulator, both on loopback, sharing one
+// fake clock.
+type rig struct {
+	clk   *fakeclock.Clock
+	sim   *simulator.Server
+	agent *Agent
+	srv   *httptest.Server
+}
+
+func newRig(t *testing.T, simOpts simulator.Options, edit func(*Config)) *rig {
+	t.Helper()
+	clk := fakeclock.New(t0)
+	simOpts.Now = clk.Now
+	sim, err := simulator.Start("127.0.0.1:0", simOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	cfg := Defaults()
+	cfg.Upstream = sim.URL()
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, err := New(cfg, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	return &rig{clk: clk, sim: sim, agent: a, srv: srv}
+}
+
+// get sends a GET for path with the given headers and returns status and
+// body.
+func (r *rig) get(t *testing.T, path string, hdr ...string) (int, string) {
+	t.Helper()
+	return r.do(t, http.MethodGet, path, hdr...)
+}
+
+func (r *rig) do(t *testing.T, method, path string, hdr ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, r.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	res, err := r.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
+// upstreamGets counts the GETs upstream saw for path.
+func (r *rig) upstreamGets(path string) int {
+	return r.sim.Stats().Requests["GET "+path]
+}
+
+func mustContain(t *testing.T, what, got, want string) {
+	t.Helper()
+	if !strings.Contains(got, want) {
+		t.Errorf("%s = %q, want it to contain %q", what, got, want)
+	}
+}

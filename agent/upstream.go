@@ -1,0 +1,281 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+const (
+	tokenPath       = "/latest/api/token"
+	tokenHeader     = "X-Aliyun-Ecs-Metadata-Token"
+	tokenTTLHeader  = "X-Aliyun-Ecs-Metadata-Token-Ttl-Seconds"
+	maxUpstreamBody = 4 << 20
+	userAgent       = "ecs-metadata-agent"
+)
+
+// errUpstream is wrapped by every failure to get an answer from upstream.
+var errUpstream = errors.New("upstream unavailable")
+
+// upstream reads the metadata service with one hardened-mode token. It
+// builds every request from scratch, so nothing a consumer sent reaches the
+// service. It is safe for concurrent use.
+type upstream struct {
+	base     string
+	client   *http.Client
+	tokenTTL time.Duration
+	timeout  time.Duration
+	now      func() time.Time
+	log      *zap.Logger
+	m        *metrics
+	limit    *rate.Limiter // the agent's own request rate upstream
+
+	mu        sync.Mutex
+	token     string
+	refreshAt time.Time
+	expiresAt time.Time
+	fetching  *call[string] // the token PUT under way, if any
+}
+
+func newUpstream(cfg Config, now func() time.Time, log *zap.Logger, m *metrics) *upstream {
+	tr := &http.Transport{
+		Proxy:                 nil, // never through HTTP_PROXY: consumers may point it at us
+		DialContext:           (&net.Dialer{Timeout: cfg.UpstreamTimeout}).DialContext,
+		MaxIdleConns:          32,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: cfg.UpstreamTimeout,
+		DisableCompression:    true, // bodies pass through byte-exact
+	}
+	return &upstream{
+		base:     cfg.Upstream,
+		client:   &http.Client{Transport: tr, CheckRedirect: noRedirects},
+		tokenTTL: cfg.TokenTTL,
+		timeout:  cfg.UpstreamTimeout,
+		now:      now,
+		log:      log,
+		m:        m,
+		limit:    rate.NewLimiter(rate.Limit(cfg.UpstreamRate), cfg.UpstreamBurst),
+	}
+}
+
+// Retries of 429 and 5xx answers: at most maxRetries, the first after
+// about firstBackoff, doubling, each with up to as much again of jitter,
+// and none that would end past the caller's deadline.
+const (
+	maxRetries   = 3
+	firstBackoff = 50 * time.Millisecond
+)
+
+// get fetches pathQuery, retrying throttled and failed answers with
+// exponential backoff within ctx's deadline. It returns the last answer.
+func (u *upstream) get(ctx context.Context, pathQuery string) (*response, error) {
+	backoff := firstBackoff
+	for attempt := 0; ; attempt++ {
+		resp, err := u.getOnce(ctx, pathQuery)
+		if err != nil || !retryable(resp.status) || attempt == maxRetries {
+			return resp, err
+		}
+		wait := backoff + randDuration(backoff)
+		if d, ok := ctx.Deadline(); ok && time.Until(d) < wait {
+			return resp, nil
+		}
+		u.log.Warn("upstream throttled or failing, retrying", zap.String("path", pathOnly(pathQuery)),
+			zap.Int("status", resp.status), zap.Duration("backoff", wait))
+		if !sleepCtx(ctx, wait) {
+			return resp, nil
+		}
+		backoff *= 2
+	}
+}
+
+func retryable(status int) bool {
+	return status == http.StatusTooManyRequests || status >= 500
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// getOnce fetches pathQuery with the current token, replacing the token
+// and retrying once when upstream answers 401.
+func (u *upstream) getOnce(ctx context.Context, pathQuery string) (*response, error) {
+	tok, err := u.currentToken(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := u.do(ctx, pathQuery, tok)
+	if err != nil || resp.status != http.StatusUnauthorized {
+		return resp, err
+	}
+	u.log.Warn("upstream token refused, fetching a new one")
+	u.dropToken(tok)
+	if tok, err = u.currentToken(ctx); err != nil {
+		return nil, err
+	}
+	return u.do(ctx, pathQuery, tok)
+}
+
+func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base+pathQuery, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: building request: %v", errUpstream, err)
+	}
+	req.Header = http.Header{tokenHeader: {tok}, "User-Agent": {userAgent}}
+	if err := u.limit.Wait(ctx); err != nil {
+		u.m.upstream(outcomeThrottled)
+		return nil, fmt.Errorf("%w: own rate limit: %s", errUpstream, describe(err))
+	}
+	res, err := u.client.Do(req)
+	if err != nil {
+		u.m.upstream(outcomeOf(0, err))
+		return nil, fmt.Errorf("%w: %s", errUpstream, describe(err))
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxUpstreamBody+1))
+	if err != nil || len(body) > maxUpstreamBody {
+		u.m.upstream(outcomeError)
+		return nil, fmt.Errorf("%w: reading body: %s", errUpstream, describe(err))
+	}
+	u.m.upstream(outcomeOf(res.StatusCode, nil))
+	return newResponse(res.StatusCode, res.Header["Content-Type"], body), nil
+}
+
+// describe says what went wrong without quoting URLs, which a *url.Error
+// would, so that no query string reaches a log line or a consumer.
+func describe(err error) string {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return "body larger than 4 MiB"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) && ue.Unwrap() != nil {
+		return ue.Unwrap().Error()
+	}
+	return err.Error()
+}
+
+// currentToken returns a token that is valid now, fetching one when none
+// is held and starting a refresh in the background when the held one is
+// due for it. Concurrent callers share one PUT.
+func (u *upstream) currentToken(ctx context.Context) (string, error) {
+	now := u.now()
+	u.mu.Lock()
+	tok, valid, due := u.token, now.Before(u.expiresAt), !now.Before(u.refreshAt)
+	var c *call[string]
+	if !valid || due {
+		c = u.startFetchLocked()
+	}
+	u.mu.Unlock()
+	if valid {
+		return tok, nil
+	}
+	select {
+	case <-c.done:
+		return c.val, c.err
+	case <-ctx.Done():
+		return "", fmt.Errorf("%w: waiting for a token: %s", errUpstream, describe(ctx.Err()))
+	}
+}
+
+func (u *upstream) startFetchLocked() *call[string] {
+	if u.fetching != nil {
+		return u.fetching
+	}
+	c := &call[string]{done: make(chan struct{})}
+	u.fetching = c
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), u.timeout)
+		defer cancel()
+		c.val, c.err = u.fetchToken(ctx)
+		u.mu.Lock()
+		u.fetching = nil
+		u.mu.Unlock()
+		close(c.done)
+	}()
+	return c
+}
+
+// fetchToken PUTs for a new token and stores it.
+func (u *upstream) fetchToken(ctx context.Context) (string, error) {
+	issued := u.now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.base+tokenPath, nil)
+	if err != nil {
+		return "", fmt.Errorf("%w: building token request: %v", errUpstream, err)
+	}
+	ttl := strconv.Itoa(int(u.tokenTTL / time.Second))
+	req.Header = http.Header{tokenTTLHeader: {ttl}, "User-Agent": {userAgent}}
+	if err := u.limit.Wait(ctx); err != nil {
+		u.m.tokenRefresh(false)
+		return "", fmt.Errorf("%w: own rate limit: %s", errUpstream, describe(err))
+	}
+	res, err := u.client.Do(req)
+	if err != nil {
+		u.m.tokenRefresh(false)
+		return "", fmt.Errorf("%w: token request: %s", errUpstream, describe(err))
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 4096))
+	if err != nil || res.StatusCode != http.StatusOK || len(body) == 0 {
+		u.m.tokenRefresh(false)
+		return "", fmt.Errorf("%w: token request answered %d", errUpstream, res.StatusCode)
+	}
+	u.storeToken(string(body), issued)
+	u.m.tokenRefresh(true)
+	return string(body), nil
+}
+
+// storeToken keeps tok and plans its refresh at 70 to 80 percent of its
+// lifetime, so that nodes started together do not refresh in step.
+func (u *upstream) storeToken(tok string, issued time.Time) {
+	life := u.tokenTTL
+	jitter := time.Duration(rand.Int64N(int64(life)/10 + 1))
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.token = tok
+	u.expiresAt = issued.Add(life - life/20)
+	u.refreshAt = issued.Add(life*7/10 + jitter)
+	u.log.Info("upstream token refreshed", zap.Time("refresh_at", u.refreshAt))
+}
+
+// dropToken forgets tok if it is still the one held.
+func (u *upstream) dropToken(tok string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.token == tok {
+		u.token, u.expiresAt, u.refreshAt = "", time.Time{}, time.Time{}
+	}
+}
+
+// hasToken reports whether a valid token is held.
+func (u *upstream) hasToken() bool {
+	now := u.now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.token != "" && now.Before(u.expiresAt)
+}

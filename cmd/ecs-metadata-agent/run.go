@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/ecs-metadata-agent/ecs-metadata-agent/agent"
+)
+
+// run parses the command line and serves until ctx is done.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool),
+	stderr io.Writer) error {
+	s, err := parseSettings(args, lookupEnv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(s.logLevel, s.logFormat)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	log.Info("starting", zap.Strings("listen", s.agent.Listen),
+		zap.String("admin_listen", s.agent.AdminListen), zap.Bool("simulate", s.agent.Simulate))
+	return agent.Run(ctx, s.agent, log)
+}
+
+func newLogger(level, format string) (*zap.Logger, error) {
+	cfg := zap.NewProductionConfig()
+	if format == "console" {
+		cfg = zap.NewDevelopmentConfig()
+	}
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.Sampling = nil
+	cfg.DisableStacktrace = true
+	return cfg.Build()
+}

@@ -1,0 +1,141 @@
+// Package testbin builds the project's commands once per test process and
+// runs them with their logs parsed, for end-to-end tests. Its functions
+// are safe for concurrent use.
+package testbin
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const modulePath = "github.com/ecs-metadata-agent/ecs-metadata-agent/cmd/"
+
+var (
+	mu    sync.Mutex
+	built = map[string]string{}
+	dir   string
+)
+
+// Build returns the path of the named command (e.g. "ecs-metadata-agent"),
+// building it on first use. It skips the test when the go tool is absent.
+func Build(t testing.TB, name string) string {
+	t.Helper()
+	mu.Lock()
+	defer mu.Unlock()
+	if p, ok := built[name]; ok {
+		return p
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("skipping: the go tool is not on PATH, so the binaries cannot be built")
+	}
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "ecs-metadata-agent-bin-"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := filepath.Join(dir, name)
+	out, err := exec.Command(goTool, "build", "-o", p, modulePath+name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	}
+	built[name] = p
+	return p
+}
+
+// Process is a running command whose JSON log lines are collected.
+type Process struct {
+	Cmd   *exec.Cmd
+	mu    sync.Mutex
+	lines []map[string]any
+	done  chan struct{}
+}
+
+// Start runs the command with args, collecting its stderr log lines, and
+// kills it when the test ends if it is still running.
+func Start(t testing.TB, path string, args ...string) *Process {
+	t.Helper()
+	p := &Process{Cmd: exec.Command(path, args...), done: make(chan struct{})}
+	stderr, err := p.Cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.collect(stderr)
+	t.Cleanup(func() {
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+		_ = p.Cmd.Wait()
+	})
+	return p
+}
+
+func (p *Process) collect(r io.Reader) {
+	defer close(p.done)
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			m = map[string]any{"msg": "(not json) " + sc.Text()}
+		}
+		p.mu.Lock()
+		p.lines = append(p.lines, m)
+		p.mu.Unlock()
+	}
+}
+
+// Lines returns the log lines collected so far.
+func (p *Process) Lines() []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]map[string]any(nil), p.lines...)
+}
+
+// Log returns every collected line as text, for failure messages and for
+// asserting that a secret never appears.
+func (p *Process) Log() string {
+	var b strings.Builder
+	for _, l := range p.Lines() {
+		j, _ := json.Marshal(l)
+		b.Write(j)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// WaitLog waits up to 10 s for log lines with message msg and returns them
+// once at least n have arrived; it fails the test otherwise.
+func (p *Process) WaitLog(t testing.TB, msg string, n int) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var found []map[string]any
+		for _, l := range p.Lines() {
+			if l["msg"] == msg {
+				found = append(found, l)
+			}
+		}
+		if len(found) >= n {
+			return found
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %d log lines %q within 10s; log:\n%s", n, msg, p.Log())
+	return nil
+}
+
+// Wait waits for the process to exit and returns its error.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.Cmd.Wait()
+}
