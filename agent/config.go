@@ -36,6 +36,9 @@ type Config struct {
 	UpstreamBurst            int           // bucket size
 	ConsumerRate             float64       // upstream-bound requests per second per consumer
 	ConsumerBurst            int           // bucket size per consumer
+
+	PolicyFile string  // access rules, see ParsePolicy; "" allows everyone everything
+	policy     *Policy // loaded from PolicyFile by Validate
 }
 
 // DefaultWarmup is what the agent fetches before it reports ready. The
@@ -94,7 +97,7 @@ func (e *ConfigError) Error() string {
 func (c *Config) Validate() error {
 	checks := []func() error{
 		c.validateUpstream, c.validateListen, c.validateDurations, c.validateSizes,
-		c.validateFreshness, c.validateRates,
+		c.validateFreshness, c.validateRates, c.loadPolicy,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -186,6 +189,19 @@ func (c *Config) validateRates() error {
 	case c.ConsumerBurst < 1 || c.ConsumerBurst > 100000:
 		return &ConfigError{"consumer-burst", fmt.Sprint(c.ConsumerBurst), "1 to 100000"}
 	}
+	return nil
+}
+
+func (c *Config) loadPolicy() error {
+	if c.PolicyFile == "" {
+		c.policy = nil
+		return nil
+	}
+	p, err := LoadPolicy(c.PolicyFile)
+	if err != nil {
+		return &ConfigError{"policy", c.PolicyFile, err.Error()}
+	}
+	c.policy = p
 	return nil
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
+	"syscall"
+	"unsafe"
 
 	lru "github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sys/unix"
@@ -20,7 +23,8 @@ type consumerKey struct{}
 type Consumer struct {
 	Unix     bool
 	UID, GID uint32
-	Addr     net.IP
+	Groups   []uint32 // supplementary groups of a Unix peer (SO_PEERGROUPS)
+	Addr     netip.Addr
 	id       string // the limiter key, built once per connection
 }
 
@@ -39,8 +43,16 @@ func consumerOf(conn net.Conn) *Consumer {
 			return c
 		}
 	}
-	host, _, _ := net.SplitHostPort(conn.RemoteAddr().String())
-	return &Consumer{Addr: net.ParseIP(host), id: host}
+	return addrConsumer(conn.RemoteAddr().String())
+}
+
+func addrConsumer(remote string) *Consumer {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return &Consumer{id: remote}
+	}
+	addr := ap.Addr().Unmap()
+	return &Consumer{Addr: addr, id: addr.String()}
 }
 
 // peerCred reads SO_PEERCRED: the uid and gid of the process that
@@ -57,8 +69,26 @@ func peerCred(uc *net.UnixConn) *Consumer {
 	}); err != nil || credErr != nil {
 		return nil
 	}
-	return &Consumer{Unix: true, UID: cred.Uid, GID: cred.Gid,
+	return &Consumer{Unix: true, UID: cred.Uid, GID: cred.Gid, Groups: peerGroups(raw),
 		id: "uid=" + strconv.Itoa(int(cred.Uid)) + " gid=" + strconv.Itoa(int(cred.Gid))}
+}
+
+// peerGroups reads SO_PEERGROUPS (Linux 4.13 and later): the peer's
+// supplementary groups, so that a policy can grant access by membership.
+// It returns nil where the kernel does not support it.
+func peerGroups(raw syscall.RawConn) []uint32 {
+	var groups []uint32
+	_ = raw.Control(func(fd uintptr) {
+		buf := make([]uint32, 256)
+		size := uint32(len(buf) * 4)
+		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET,
+			unix.SO_PEERGROUPS, uintptr(unsafe.Pointer(&buf[0])),
+			uintptr(unsafe.Pointer(&size)), 0)
+		if errno == 0 {
+			groups = buf[:size/4]
+		}
+	})
+	return groups
 }
 
 // consumerFrom returns the request's consumer, falling back to its remote
@@ -67,8 +97,7 @@ func consumerFrom(r *http.Request) *Consumer {
 	if c, ok := r.Context().Value(consumerKey{}).(*Consumer); ok {
 		return c
 	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	return &Consumer{Addr: net.ParseIP(host), id: host}
+	return addrConsumer(r.RemoteAddr)
 }
 
 func consumerOrNil(r *http.Request) *Consumer {

@@ -261,4 +261,3 @@ func TestNotFoundIsCachedBriefly(t *testing.T) {
 		}
 	}
 }
-

@@ -38,6 +38,7 @@ var (
 	errBadToken     = &httpError{http.StatusUnauthorized, "token unknown or expired", ""}
 	errNoToken      = &httpError{http.StatusUnauthorized, "a token is required", ""}
 	errGateway      = &httpError{http.StatusBadGateway, "metadata service unavailable", ""}
+	errDenied       = &httpError{http.StatusForbidden, "denied by the access policy", ""}
 	errConsumerRate = &httpError{http.StatusTooManyRequests,
 		"too many uncached requests from this consumer", ""}
 	errGaveUp = &httpError{499, "client gave up", ""}
@@ -101,6 +102,9 @@ func (a *Agent) checkRead(r *http.Request) (string, error) {
 		return "", errQuery
 	}
 	if err := a.checkToken(r); err != nil {
+		return "", err
+	}
+	if err := a.checkPolicy(r); err != nil {
 		return "", err
 	}
 	if r.URL.RawQuery == "" {
@@ -173,6 +177,23 @@ func (a *Agent) checkToken(r *http.Request) error {
 		return errBadToken
 	}
 	return nil
+}
+
+// checkPolicy applies the access policy to the cleaned path; denials are
+// logged with the consumer's identity and the path, never a query.
+func (a *Agent) checkPolicy(r *http.Request) error {
+	if a.cfg.policy == nil {
+		return nil
+	}
+	who := consumerFrom(r)
+	ok, line := a.cfg.policy.Allow(who, r.URL.Path)
+	if ok {
+		return nil
+	}
+	a.m.denials.Inc()
+	a.log.Warn("denied by policy", zap.Stringer("consumer", who),
+		zap.String("path", r.URL.Path), zap.Int("rule_line", line))
+	return errDenied
 }
 
 // serveToken answers a consumer's token PUT locally; it never causes an

@@ -31,6 +31,7 @@ type metrics struct {
 	upstreamBy                     *prometheus.CounterVec
 	tokenOK, tokenErr              prometheus.Counter
 	consumerTokens                 prometheus.Counter
+	denials                        prometheus.Counter
 	byClass                        [6]prometheus.Counter // index: status / 100
 	ready                          prometheus.Gauge
 }
@@ -55,13 +56,14 @@ func newMetrics(reg prometheus.Registerer, cacheStats func() (entries, bytes flo
 		tokenErr: tokens.WithLabelValues("error"),
 		consumerTokens: counter("consumer_tokens_issued_total",
 			"Tokens issued to consumers, locally."),
+		denials: counter("policy_denials_total", "Requests denied by the access policy."),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace,
 			Name: "ready", Help: "1 once the agent holds an upstream token and is warm."}),
 	}
 	responses := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
 		Name: "responses_total", Help: "Answers to consumers, by status code class."},
 		[]string{"code"})
-	for class := 1; class <= 5; class++ {
+	for class := 2; class <= 5; class++ {
 		m.byClass[class] = responses.WithLabelValues(strconv.Itoa(class) + "xx")
 	}
 	gauge := func(name, help string, pick func(e, b float64) float64) prometheus.Collector {
@@ -69,7 +71,7 @@ func newMetrics(reg prometheus.Registerer, cacheStats func() (entries, bytes flo
 			Name: name, Help: help}, func() float64 { return pick(cacheStats()) })
 	}
 	reg.MustRegister(m.hits, m.misses, m.stale, m.collapsed, m.upstreamBy, tokens,
-		m.consumerTokens, responses, m.ready,
+		m.consumerTokens, m.denials, responses, m.ready,
 		gauge("cache_entries", "Entries in the cache.", func(e, _ float64) float64 { return e }),
 		gauge("cache_bytes", "Bytes of bodies in the cache.", func(_, b float64) float64 { return b }))
 	return m
@@ -78,7 +80,7 @@ func newMetrics(reg prometheus.Registerer, cacheStats func() (entries, bytes flo
 // respond counts one answer to a consumer by its status class.
 func (m *metrics) respond(status int) {
 	class := status / 100
-	if class < 1 || class > 5 {
+	if class < 2 || class > 5 {
 		class = 5
 	}
 	m.byClass[class].Inc()

@@ -125,6 +125,8 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 		"how long draining may take on SIGTERM")
 	fs.BoolVar(&c.Simulate, "simulate", false,
 		"serve from the built-in simulator instead of an upstream")
+	fs.StringVar(&c.PolicyFile, "policy", "",
+		"access policy file: allow|deny SUBJECT PATH-PREFIX per line (see README)")
 	addFreshnessFlags(fs, c, d)
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "json", "json or console")
