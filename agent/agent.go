@@ -66,8 +66,8 @@ func New(cfg Config, o Options) (*Agent, error) {
 		ttl:       newTTLPolicy(cfg),
 		consumers: newConsumerLimits(cfg.ConsumerRate, cfg.ConsumerBurst)}
 	a.m = newMetrics(o.Registry, a.cacheStats)
-	a.up = newUpstream(cfg, o.Now, o.Logger, a.m)
 	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.up = newUpstream(a.ctx, cfg, o.Now, o.Logger, a.m)
 	return a, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/ecs-metadata-agent/ecs-metadata-agent/simulator"
@@ -36,7 +37,10 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 		cfg.Upstream = sim.URL()
 		log.Info("serving from the built-in simulator", zap.String("upstream", cfg.Upstream))
 	}
-	a, err := New(cfg, Options{Logger: log, Registry: prometheus.NewRegistry()})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a, err := New(cfg, Options{Logger: log, Registry: reg})
 	if err != nil {
 		return err
 	}

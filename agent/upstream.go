@@ -38,7 +38,8 @@ type upstream struct {
 	now      func() time.Time
 	log      *zap.Logger
 	m        *metrics
-	limit    *rate.Limiter // the agent's own request rate upstream
+	limit    *rate.Limiter   // the agent's own request rate upstream
+	life     context.Context // the agent's lifetime; token fetches end with it
 
 	mu        sync.Mutex
 	token     string
@@ -47,7 +48,8 @@ type upstream struct {
 	fetching  *call[string] // the token PUT under way, if any
 }
 
-func newUpstream(cfg Config, now func() time.Time, log *zap.Logger, m *metrics) *upstream {
+func newUpstream(life context.Context, cfg Config, now func() time.Time, log *zap.Logger,
+	m *metrics) *upstream {
 	tr := &http.Transport{
 		Proxy:                 nil, // never through HTTP_PROXY: consumers may point it at us
 		DialContext:           (&net.Dialer{Timeout: cfg.UpstreamTimeout}).DialContext,
@@ -66,6 +68,7 @@ func newUpstream(cfg Config, now func() time.Time, log *zap.Logger, m *metrics) 
 		log:      log,
 		m:        m,
 		limit:    rate.NewLimiter(rate.Limit(cfg.UpstreamRate), cfg.UpstreamBurst),
+		life:     life,
 	}
 }
 
@@ -210,7 +213,7 @@ func (u *upstream) startFetchLocked() *call[string] {
 	c := &call[string]{done: make(chan struct{})}
 	u.fetching = c
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), u.timeout)
+		ctx, cancel := context.WithTimeout(u.life, u.timeout)
 		defer cancel()
 		c.val, c.err = u.fetchToken(ctx)
 		u.mu.Lock()
