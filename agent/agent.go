@@ -129,15 +129,29 @@ func (a *Agent) firstToken() bool {
 	return true
 }
 
-// maintain refreshes the token on an idle node, so that the first request
-// after a quiet spell never waits, and prefetches credentials.
+// maintain runs Maintain every tick until Close.
 func (a *Agent) maintain() {
 	tick := min(a.cfg.TokenTTL/10, 30*time.Second)
 	for sleepCtx(a.ctx, tick) {
-		if _, err := a.up.currentToken(a.ctx); err != nil {
-			a.log.Warn("upstream token refresh failed", zap.Error(err))
+		a.Maintain()
+	}
+}
+
+// Maintain is one round of the background work Start runs every 30 s (or
+// a tenth of the token's lifetime, if shorter): it refreshes the upstream
+// token if due, so that the first request after a quiet spell never waits,
+// and refreshes credentials that are due, returning once both are done.
+// Tests on a fake clock call it instead of waiting for the tick.
+func (a *Agent) Maintain() {
+	if _, err := a.up.currentToken(a.ctx); err != nil {
+		a.log.Warn("upstream token refresh failed", zap.Error(err))
+	}
+	for _, c := range a.prefetch() {
+		select {
+		case <-c.done:
+		case <-a.ctx.Done():
+			return
 		}
-		a.prefetch()
 	}
 }
 

@@ -23,6 +23,7 @@ type Config struct {
 	UpstreamTimeout time.Duration // deadline of one upstream call
 	RequireToken    bool          // consumers must present a token from a local PUT
 	ShutdownTimeout time.Duration // how long draining may take
+	MaxConns        int           // consumer connections open at once, over all listeners
 	Simulate        bool          // serve from the built-in simulator
 
 	// Freshness and protection (see README, "Fresh and calm").
@@ -69,6 +70,7 @@ func Defaults() Config {
 		CacheBytes:      64 << 20,
 		UpstreamTimeout: 2 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
+		MaxConns:        4096,
 
 		NotFoundTTL:              notFoundTTL,
 		StaleFor:                 staleFor,
@@ -77,8 +79,8 @@ func Defaults() Config {
 		WarmupTimeout:            10 * time.Second,
 		UpstreamRate:             50,
 		UpstreamBurst:            50,
-		ConsumerRate:             20,
-		ConsumerBurst:            50,
+		ConsumerRate:             50,
+		ConsumerBurst:            200,
 	}
 }
 
@@ -154,6 +156,9 @@ func (c *Config) validateSizes() error {
 	}
 	if c.CacheBytes < 1<<16 || c.CacheBytes > 16<<30 {
 		return &ConfigError{"cache-bytes", fmt.Sprint(c.CacheBytes), "64KiB (65536) to 16GiB"}
+	}
+	if c.MaxConns < 1 || c.MaxConns > 1_000_000 {
+		return &ConfigError{"max-conns", fmt.Sprint(c.MaxConns), "1 to 1000000"}
 	}
 	return nil
 }

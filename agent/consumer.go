@@ -38,6 +38,9 @@ func (a *Agent) ConnContext(ctx context.Context, conn net.Conn) context.Context 
 }
 
 func consumerOf(conn net.Conn) *Consumer {
+	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = nc.NetConn() // under the connection limit's wrapper
+	}
 	if uc, ok := conn.(*net.UnixConn); ok {
 		if c := peerCred(uc); c != nil {
 			return c

@@ -23,9 +23,7 @@ func TestCredentialsStayFreshFor24Hours(t *testing.T) {
 	worst := 24 * time.Hour
 	for minute := 0; minute < 24*60; minute++ {
 		r.clk.Advance(time.Minute)
-		for _, c := range r.agent.prefetch() {
-			<-c.done
-		}
+		r.agent.Maintain()
 		got := readCreds(t, r, credsPath)
 		exp, _ := time.Parse(time.RFC3339, got.Expiration)
 		worst = min(worst, exp.Sub(r.clk.Now()))
@@ -259,5 +257,37 @@ func TestNotFoundIsCachedBriefly(t *testing.T) {
 		if n := r.upstreamGets(missing); n != s.upstreams {
 			t.Errorf("404 step %d: %d upstream GETs, want %d", i, n, s.upstreams)
 		}
+	}
+}
+
+// TestClockJumpWaitsForFreshCredentials: after a jump (a resume from
+// suspend) to 10 minutes before Expiration, with no background round in
+// between, the held set is not served: the consumer waits for the refresh.
+func TestClockJumpWaitsForFreshCredentials(t *testing.T) {
+	r := newRig(t, simulator.Options{}, nil)
+	first := readCreds(t, r, credsPath)
+	exp, _ := time.Parse(time.RFC3339, first.Expiration)
+	r.clk.Set(exp.Add(-10 * time.Minute))
+	got := readCreds(t, r, credsPath)
+	gotExp, _ := time.Parse(time.RFC3339, got.Expiration)
+	if got == first || gotExp.Sub(r.clk.Now()) <= 15*time.Minute {
+		t.Errorf("after the jump: %+v, want a new set with more than 15 minutes left", got)
+	}
+}
+
+// TestMaintainRefreshesAhead: one background round inside the refresh
+// window fetches the new set before any consumer asks.
+func TestMaintainRefreshesAhead(t *testing.T) {
+	r := newRig(t, simulator.Options{}, nil)
+	first := readCreds(t, r, credsPath)
+	exp, _ := time.Parse(time.RFC3339, first.Expiration)
+	r.clk.Set(exp.Add(-19 * time.Minute))
+	r.agent.Maintain()
+	if n := r.upstreamGets(credsPath); n != 2 {
+		t.Fatalf("after Maintain: %d upstream credential GETs, want 2", n)
+	}
+	if got := readCreds(t, r, credsPath); got == first || r.upstreamGets(credsPath) != 2 {
+		t.Errorf("consumer got %+v after %d upstream GETs, want the new set from cache", got,
+			r.upstreamGets(credsPath))
 	}
 }

@@ -29,6 +29,8 @@ var (
 	errMethod      = &httpError{http.StatusMethodNotAllowed, "method not allowed", "GET, HEAD"}
 	errTokenMethod = &httpError{http.StatusMethodNotAllowed, "method not allowed", "PUT"}
 	errBody        = &httpError{http.StatusBadRequest, "a read request carries no body", ""}
+	errTokenBody   = &httpError{http.StatusBadRequest, "a token request carries no body", ""}
+	errNoHost      = &httpError{http.StatusBadRequest, "an HTTP/1.0 request needs a Host header", ""}
 	errPath        = &httpError{http.StatusBadRequest, "path is not canonical", ""}
 	errQuery       = &httpError{http.StatusBadRequest, "query has characters not allowed", ""}
 	errNotMetadata = &httpError{http.StatusNotFound, "not a metadata path", ""}
@@ -49,6 +51,9 @@ const maxTokenTTL = 21600
 // ServeHTTP answers one consumer request. It routes by hand, not with
 // http.ServeMux, which would answer some metadata paths with redirects.
 func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		refuseBody(w)
+	}
 	if err := checkTarget(r); err != nil {
 		a.fail(w, err)
 		return
@@ -70,11 +75,25 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.write(w, r, resp)
 }
 
-// checkTarget refuses CONNECT and absolute-form requests for any host but
-// the metadata service's: the agent is never an open proxy.
+// refuseBody readies the answer to a request that has a body, which the
+// agent never reads: the connection closes after the answer, so that
+// nothing after the body is parsed as a request, and the read net/http
+// would make to drain the body ends at once (a past deadline) rather
+// than wait for a client that may never send it.
+func refuseBody(w http.ResponseWriter) {
+	w.Header()["Connection"] = []string{"close"}
+	_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+}
+
+// checkTarget refuses CONNECT, HTTP/1.0 requests that name no host, and
+// absolute-form requests for any host but the metadata service's: the
+// agent is never an open proxy.
 func checkTarget(r *http.Request) error {
 	if r.Method == http.MethodConnect {
 		return errConnect
+	}
+	if r.Host == "" && !r.ProtoAtLeast(1, 1) {
+		return errNoHost // HTTP/1.1 requires one; net/http enforces that
 	}
 	if r.URL.Host == "" && r.URL.Scheme == "" {
 		return nil
@@ -116,12 +135,13 @@ func (a *Agent) checkRead(r *http.Request) (string, error) {
 // checkPath accepts only paths that name one entry in one spelling: no dot
 // segments, no empty segments, no backslashes and no encoded slashes, so
 // that no path is served from or stored under another's entry. The decoded
-// path is also sent upstream, so it may hold no '?', '#' or '%'.
+// path is also sent upstream, so it may hold no '?', '#' or '%', nor ';':
+// servers that strip path parameters would read "/..;/" as "/../".
 func checkPath(path, rawPath string) error {
 	if !strings.HasPrefix(path, "/") || strings.Contains(path, "//") ||
 		strings.Contains(path, "/./") || strings.Contains(path, "/../") ||
 		strings.HasSuffix(path, "/.") || strings.HasSuffix(path, "/..") ||
-		!plainASCII(path, `\?#%`) {
+		!plainASCII(path, `\?#%;`) {
 		return errPath
 	}
 	if rawPath != "" && containsFold(rawPath, "%2f", "%5c", "%00") {
@@ -217,6 +237,9 @@ func checkTokenRequest(r *http.Request) (time.Duration, error) {
 	if r.Method != http.MethodPut {
 		return 0, errTokenMethod
 	}
+	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+		return 0, errTokenBody
+	}
 	if _, ok := r.Header["X-Forwarded-For"]; ok {
 		return 0, errForwarded
 	}
@@ -253,7 +276,7 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	case state == cache.Fresh:
 		a.m.hits.Inc()
 		return resp, nil
-	case state == cache.Stale && resp.revalidate:
+	case state == cache.Stale && resp.revalidate && a.servableWhileRefreshing(resp):
 		a.m.stale.Inc()
 		a.refresh(key)
 		return resp, nil
@@ -281,6 +304,16 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	return c.val, c.err
 }
 
+// minServedValidity is the validity a revalidated entry (credentials) must
+// still have to be served without waiting for its refresh: clients that
+// treat a set as stale 15 minutes before it expires must not get one
+// already inside that window, as after a clock jump or a resume.
+const minServedValidity = 15 * time.Minute
+
+func (a *Agent) servableWhileRefreshing(r *response) bool {
+	return a.now().Add(minServedValidity).Before(r.expires)
+}
+
 // refresh starts filling key from upstream, or joins the fill under way.
 func (a *Agent) refresh(key string) *call[*response] {
 	c, _ := a.flight.start(key, func() (*response, error) { return a.fill(key) })
@@ -305,7 +338,7 @@ func (a *Agent) fill(key string) (*response, error) {
 	if !p.store {
 		return resp, nil
 	}
-	resp.revalidate = p.revalidate
+	resp.revalidate, resp.expires = p.revalidate, p.stale
 	if p.revalidate {
 		a.revalidated.Store(key, struct{}{})
 	}

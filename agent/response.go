@@ -15,7 +15,8 @@ type response struct {
 	contentType   []string // nil: upstream sent none, and none is invented
 	contentLength []string
 	body          []byte
-	revalidate    bool // a stale copy is served while a refresh runs
+	revalidate    bool      // a stale copy is served while a refresh runs
+	expires       time.Time // with revalidate: never served at or past this
 }
 
 func newResponse(status int, contentType []string, body []byte) *response {

@@ -55,8 +55,9 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 func (a *Agent) serve(ctx context.Context, lns *listeners) error {
 	servers := make([]*http.Server, 0, len(lns.consumer)+1)
 	errc := make(chan error, len(lns.consumer)+1)
+	limit := newConnLimit(a.cfg.MaxConns)
 	for _, ln := range lns.consumer {
-		servers = append(servers, a.startServer(ln, a, errc))
+		servers = append(servers, a.startServer(limit.wrap(ln), a, errc))
 	}
 	if lns.admin != nil {
 		servers = append(servers, a.startServer(lns.admin, a.AdminHandler(), errc))
@@ -78,15 +79,23 @@ func (a *Agent) serve(ctx context.Context, lns *listeners) error {
 	return errors.Join(err, a.shutdown(servers))
 }
 
-func (a *Agent) startServer(ln net.Listener, h http.Handler, errc chan<- error) *http.Server {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ConnContext:       a.ConnContext,
-		ErrorLog:          zap.NewStdLog(a.log.Named("http")),
+// newServer configures the http.Server of every listener: the bounds on
+// what one connection may cost, and no built-in answer to "OPTIONS *", so
+// that every request reaches h.
+func (a *Agent) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:                      h,
+		ReadHeaderTimeout:            readHeaderTimeout,
+		IdleTimeout:                  idleTimeout,
+		MaxHeaderBytes:               maxHeaderBytes,
+		DisableGeneralOptionsHandler: true,
+		ConnContext:                  a.ConnContext,
+		ErrorLog:                     zap.NewStdLog(a.log.Named("http")),
 	}
+}
+
+func (a *Agent) startServer(ln net.Listener, h http.Handler, errc chan<- error) *http.Server {
+	srv := a.newServer(h)
 	a.log.Info("listening", zap.String("network", ln.Addr().Network()),
 		zap.String("address", ln.Addr().String()))
 	go func() {

@@ -121,6 +121,8 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 		"deadline of one upstream call, retries included")
 	fs.BoolVar(&c.RequireToken, "require-token", false,
 		"answer 401 to consumers that present no token (hardened-only mode)")
+	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns,
+		"consumer connections open at once, over all listeners")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout,
 		"how long draining may take on SIGTERM")
 	fs.BoolVar(&c.Simulate, "simulate", false,

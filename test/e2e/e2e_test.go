@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,40 +15,9 @@ import (
 	"github.com/ecs-metadata-agent/ecs-metadata-agent/test/testbin"
 )
 
-// agentUnderTest is the built agent in front of a simulator.
-type agentUnderTest struct {
-	proc  *testbin.Process
-	sim   *simulator.Server
-	sock  string
-	tcp   string // HOST:PORT of the consumer TCP listener
-	admin string
-}
-
-func startAgent(t *testing.T, extra ...string) *agentUnderTest {
+func startAgent(t *testing.T, extra ...string) *testbin.Agent {
 	t.Helper()
-	bin := testbin.Build(t, "ecs-metadata-agent")
-	sim, err := simulator.Start("127.0.0.1:0", simulator.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sim.Close() })
-	sock := filepath.Join(t.TempDir(), "agent.sock")
-	args := append([]string{"--upstream", sim.URL(), "--listen", "unix:" + sock,
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, extra...)
-	p := testbin.Start(t, bin, args...)
-	a := &agentUnderTest{proc: p, sim: sim, sock: sock}
-	for _, l := range p.WaitLog(t, "listening", 3) {
-		addr, _ := l["address"].(string)
-		switch {
-		case l["network"] == "unix":
-		case a.tcp == "":
-			a.tcp = addr
-		default:
-			a.admin = addr
-		}
-	}
-	p.WaitLog(t, "ready", 1)
-	return a
+	return testbin.StartAgent(t, simulator.Options{}, extra...)
 }
 
 func curl(t *testing.T, args ...string) string {
@@ -68,14 +36,14 @@ func curl(t *testing.T, args ...string) string {
 func TestCurlOverSocketTCPAndProxyForm(t *testing.T) {
 	a := startAgent(t)
 	const path = "/latest/meta-data/instance-id"
-	want, _ := a.sim.Value(path)
+	want, _ := a.Sim.Value(path)
 	cases := []struct {
 		name string
 		args []string
 	}{
-		{"unix socket", []string{"--unix-socket", a.sock, "http://localhost" + path}},
-		{"tcp", []string{"http://" + a.tcp + path}},
-		{"proxy form", []string{"-x", "http://" + a.tcp, "http://100.100.100.200" + path}},
+		{"unix socket", []string{"--unix-socket", a.Sock, "http://localhost" + path}},
+		{"tcp", []string{"http://" + a.TCP + path}},
+		{"proxy form", []string{"-x", "http://" + a.TCP, "http://100.100.100.200" + path}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,11 +52,11 @@ func TestCurlOverSocketTCPAndProxyForm(t *testing.T) {
 			}
 		})
 	}
-	got := curl(t, "-x", "http://"+a.tcp, "http://example.com/latest/meta-data/instance-id")
+	got := curl(t, "-x", "http://"+a.TCP, "http://example.com/latest/meta-data/instance-id")
 	if !strings.HasSuffix(got, "\n403") {
 		t.Errorf("proxy-form request for another host: %q, want 403", got)
 	}
-	if st := a.sim.Stats(); st.TokenPUTs != 1 || st.Forwarded != 0 {
+	if st := a.Sim.Stats(); st.TokenPUTs != 1 || st.Forwarded != 0 {
 		t.Errorf("upstream saw %d token PUTs and %d forwarded requests, want 1 and 0",
 			st.TokenPUTs, st.Forwarded)
 	}
@@ -97,10 +65,10 @@ func TestCurlOverSocketTCPAndProxyForm(t *testing.T) {
 func TestAdminSurfaceIsNotOnConsumerListeners(t *testing.T) {
 	a := startAgent(t)
 	for url, want := range map[string]int{
-		"http://" + a.admin + "/readyz":  200,
-		"http://" + a.admin + "/metrics": 200,
-		"http://" + a.tcp + "/metrics":   404,
-		"http://" + a.tcp + "/readyz":    404,
+		"http://" + a.Admin + "/readyz":  200,
+		"http://" + a.Admin + "/metrics": 200,
+		"http://" + a.TCP + "/metrics":   404,
+		"http://" + a.TCP + "/readyz":    404,
 	} {
 		res, err := http.Get(url)
 		if err != nil {
@@ -115,14 +83,14 @@ func TestAdminSurfaceIsNotOnConsumerListeners(t *testing.T) {
 
 func TestSIGTERMDrainsAndRemovesTheSocket(t *testing.T) {
 	a := startAgent(t)
-	if _, err := os.Stat(a.sock); err != nil {
+	if _, err := os.Stat(a.Sock); err != nil {
 		t.Fatalf("socket missing while running: %v", err)
 	}
-	if err := a.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := a.Proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.proc.Wait() }()
+	go func() { done <- a.Proc.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -131,8 +99,8 @@ func TestSIGTERMDrainsAndRemovesTheSocket(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("agent still running 15 s after SIGTERM")
 	}
-	if _, err := os.Stat(a.sock); !os.IsNotExist(err) {
-		t.Errorf("socket %s left behind after stop (stat: %v)", a.sock, err)
+	if _, err := os.Stat(a.Sock); !os.IsNotExist(err) {
+		t.Errorf("socket %s left behind after stop (stat: %v)", a.Sock, err)
 	}
 }
 

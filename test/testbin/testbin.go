@@ -114,24 +114,44 @@ func (p *Process) Log() string {
 }
 
 // WaitLog waits up to 10 s for log lines with message msg and returns them
-// once at least n have arrived; it fails the test otherwise.
+// once at least n have arrived; it fails the test otherwise, at once if
+// the process exits first.
 func (p *Process) WaitLog(t testing.TB, msg string, n int) []map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		var found []map[string]any
-		for _, l := range p.Lines() {
-			if l["msg"] == msg {
-				found = append(found, l)
-			}
-		}
-		if len(found) >= n {
+		exited := p.exited()
+		if found := p.find(msg); len(found) >= n {
 			return found
+		}
+		if exited {
+			t.Fatalf("process exited before %d log lines %q; log:\n%s", n, msg, p.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("no %d log lines %q within 10s; log:\n%s", n, msg, p.Log())
 	return nil
+}
+
+func (p *Process) find(msg string) []map[string]any {
+	var found []map[string]any
+	for _, l := range p.Lines() {
+		if l["msg"] == msg {
+			found = append(found, l)
+		}
+	}
+	return found
+}
+
+// exited reports whether the process has closed its stderr, which it does
+// when it exits.
+func (p *Process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Wait waits for the process to exit and returns its error.
