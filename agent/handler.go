@@ -37,9 +37,11 @@ var (
 	errForwarded   = &httpError{http.StatusForbidden, "token requests through a proxy are refused", ""}
 	errTTL         = &httpError{http.StatusBadRequest,
 		"X-aliyun-ecs-metadata-token-ttl-seconds must be one whole number from 1 to 21600", ""}
-	errBadToken     = &httpError{http.StatusUnauthorized, "token unknown or expired", ""}
-	errNoToken      = &httpError{http.StatusUnauthorized, "a token is required", ""}
-	errGateway      = &httpError{http.StatusBadGateway, "metadata service unavailable", ""}
+	errBadToken = &httpError{http.StatusUnauthorized, "token unknown or expired", ""}
+	errNoToken  = &httpError{http.StatusUnauthorized, "a token is required", ""}
+	errGateway  = &httpError{http.StatusBadGateway, "metadata service unavailable", ""}
+	errLoop     = &httpError{http.StatusLoopDetected,
+		"request came from an agent: its upstream leads back to an agent", ""}
 	errDenied       = &httpError{http.StatusForbidden, "denied by the access policy", ""}
 	errConsumerRate = &httpError{http.StatusTooManyRequests,
 		"too many uncached requests from this consumer", ""}
@@ -91,6 +93,9 @@ func refuseBody(w http.ResponseWriter) {
 func checkTarget(r *http.Request) error {
 	if r.Method == http.MethodConnect {
 		return errConnect
+	}
+	if _, ok := r.Header[loopHeader]; ok {
+		return errLoop
 	}
 	if r.Host == "" && !r.ProtoAtLeast(1, 1) {
 		return errNoHost // HTTP/1.1 requires one; net/http enforces that

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -279,4 +280,26 @@ func total(m map[string]int) int {
 		}
 	}
 	return n
+}
+
+// TestLoopIsDetected points an agent's upstream at another agent that
+// points back at it, as interception without the exemption would: the
+// request ends with 508 instead of circling.
+func TestLoopIsDetected(t *testing.T) {
+	r := newRig(t, simulator.Options{}, nil)
+	cfg := Defaults()
+	cfg.Upstream = r.srv.URL
+	front, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	w := httptest.NewRecorder()
+	front.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/latest/meta-data/instance-id", nil))
+	if w.Code != http.StatusLoopDetected && w.Code != http.StatusBadGateway {
+		t.Errorf("agent behind an agent: %d, want 508 or 502", w.Code)
+	}
+	if n := total(r.sim.Stats().Requests); n != 0 {
+		t.Errorf("the looped request reached the simulator %d times", n)
+	}
 }

@@ -22,6 +22,10 @@ const (
 	tokenTTLHeader  = "X-Aliyun-Ecs-Metadata-Token-Ttl-Seconds"
 	maxUpstreamBody = 4 << 20
 	userAgent       = "ecs-metadata-agent"
+	// loopHeader marks the agent's own upstream requests; an agent that
+	// receives one as a consumer request is talking to itself (interception
+	// that fails to exempt it) and says so rather than loop.
+	loopHeader = "X-Ecs-Metadata-Agent-Hop"
 )
 
 // errUpstream is wrapped by every failure to get an answer from upstream.
@@ -144,7 +148,7 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 	if err != nil {
 		return nil, fmt.Errorf("%w: building request: %v", errUpstream, err)
 	}
-	req.Header = http.Header{tokenHeader: {tok}, "User-Agent": {userAgent}}
+	req.Header = http.Header{tokenHeader: {tok}, "User-Agent": {userAgent}, loopHeader: {"1"}}
 	if err := u.limit.Wait(ctx); err != nil {
 		u.m.upstream(outcomeThrottled)
 		return nil, fmt.Errorf("%w: own rate limit: %s", errUpstream, describe(err))
@@ -232,7 +236,8 @@ func (u *upstream) fetchToken(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("%w: building token request: %v", errUpstream, err)
 	}
 	ttl := strconv.Itoa(int(u.tokenTTL / time.Second))
-	req.Header = http.Header{tokenTTLHeader: {ttl}, "User-Agent": {userAgent}}
+	req.Header = http.Header{tokenTTLHeader: {ttl}, "User-Agent": {userAgent},
+		loopHeader: {"1"}}
 	if err := u.limit.Wait(ctx); err != nil {
 		u.m.tokenRefresh(false)
 		return "", fmt.Errorf("%w: own rate limit: %s", errUpstream, describe(err))
