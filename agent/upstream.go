@@ -191,22 +191,28 @@ func describe(err error) string {
 // is held and starting a refresh in the background when the held one is
 // due for it. Concurrent callers share one PUT.
 func (u *upstream) currentToken(ctx context.Context) (string, error) {
-	now := u.now()
-	u.mu.Lock()
-	tok, valid, due := u.token, now.Before(u.expiresAt), !now.Before(u.refreshAt)
-	var c *call[string]
-	if !valid || due {
-		c = u.startFetchLocked()
-	}
-	u.mu.Unlock()
-	if valid {
-		return tok, nil
-	}
-	select {
-	case <-c.done:
-		return c.val, c.err
-	case <-ctx.Done():
-		return "", fmt.Errorf("%w: waiting for a token: %s", errUpstream, describe(ctx.Err()))
+	// A second round covers joining a fetch that began so long ago (on a
+	// clock that jumped) that its token has lapsed by the time it lands.
+	for round := 0; ; round++ {
+		now := u.now()
+		u.mu.Lock()
+		tok, valid, due := u.token, now.Before(u.expiresAt), !now.Before(u.refreshAt)
+		var c *call[string]
+		if !valid || due {
+			c = u.startFetchLocked()
+		}
+		u.mu.Unlock()
+		if valid {
+			return tok, nil
+		}
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: waiting for a token: %s", errUpstream, describe(ctx.Err()))
+		}
+		if c.err != nil || round == 1 || u.hasToken() {
+			return c.val, c.err
+		}
 	}
 }
 
