@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -99,7 +98,6 @@ type soak struct {
 
 func startSoak(t *testing.T) *soak {
 	t.Helper()
-	bin := testbin.Build(t, "ecs-metadata-agent")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -111,27 +109,9 @@ func startSoak(t *testing.T) *soak {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	dir, err := os.MkdirTemp("", "soak-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	a := &testbin.Agent{Sim: sim, Sock: filepath.Join(dir, "agent.sock")}
-	a.Proc = testbin.Start(t, bin, "--upstream", "http://"+ln.Addr().String(),
-		"--listen", "unix:"+a.Sock, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+	a := testbin.StartAgentFor(t, sim,
 		"--consumer-rate", "0", "--upstream-rate", "10000", "--upstream-burst", "10000",
 		"--not-found-ttl", "0", "--upstream-timeout", "1s")
-	for _, l := range a.Proc.WaitLog(t, "listening", 3) {
-		addr, _ := l["address"].(string)
-		switch {
-		case l["network"] == "unix":
-		case a.TCP == "":
-			a.TCP = addr // consumer listeners are logged before the admin one
-		default:
-			a.Admin = addr
-		}
-	}
-	a.Proc.WaitLog(t, "ready", 1)
 	s := &soak{agent: a, sim: sim, up: up, pkcs7: map[string]string{}}
 	s.expectPKCS7(t)
 	return s

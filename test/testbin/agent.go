@@ -24,14 +24,21 @@ type Agent struct {
 // agent logs that it is ready, and stops both when the test ends.
 func StartAgent(t testing.TB, opts simulator.Options, extra ...string) *Agent {
 	t.Helper()
-	bin := Build(t, "ecs-metadata-agent")
 	sim, err := simulator.Start("127.0.0.1:0", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
+	return StartAgentFor(t, sim, extra...)
+}
+
+// StartAgentFor is StartAgent in front of a simulator the caller started,
+// on any listener.
+func StartAgentFor(t testing.TB, sim *simulator.Server, extra ...string) *Agent {
+	t.Helper()
+	bin := Build(t, "ecs-metadata-agent")
 	sock := filepath.Join(shortTempDir(t), "agent.sock")
-	args := append([]string{"--upstream", sim.URL(), "--listen", "unix:" + sock,
+	args := append([]string{"--upstream", "http://" + sim.Addr(), "--listen", "unix:" + sock,
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, extra...)
 	a := &Agent{Proc: Start(t, bin, args...), Sim: sim, Sock: sock}
 	for _, l := range a.Proc.WaitLog(t, "listening", 3) {
