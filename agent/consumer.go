@@ -115,7 +115,7 @@ func consumerOrNil(r *http.Request) *Consumer {
 const maxTrackedConsumers = 4096
 
 // consumerLimits gives each consumer a token bucket for the requests that
-// cost upstream work (misses and token requests), so that one flooding
+// start upstream work (misses that join no call under way), so that one flooding
 // consumer is answered 429 while the others are served. Hits cost nothing
 // upstream and are not limited. It is safe for concurrent use.
 type consumerLimits struct {

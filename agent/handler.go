@@ -332,6 +332,10 @@ func failed(r *response, err error) bool {
 // fill asks upstream for key under the agent's own deadline and caches
 // the answer for as long as its kind allows.
 func (a *Agent) fill(key string) (*response, error) {
+	// A miss that raced a fill just finished would ask upstream again.
+	if resp, st := a.cache.Peek(key); st == cache.Fresh {
+		return resp, nil
+	}
 	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.UpstreamTimeout)
 	defer cancel()
 	resp, err := a.up.get(ctx, key)

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"container/heap"
 	"crypto/rand"
 	"encoding/base64"
 	"sync"
@@ -12,14 +13,35 @@ import (
 const maxConsumerTokens = 65536
 
 // tokenStore holds the tokens the agent hands to its consumers. They are
-// the agent's own: the upstream token never leaves the agent. It is safe
-// for concurrent use.
+// the agent's own: the upstream token never leaves the agent. Expired
+// tokens leave in expiry order through a heap, so a PUT costs O(log n)
+// even when the store is full. It is safe for concurrent use.
 type tokenStore struct {
 	now func() time.Time
 	max int
 
 	mu     sync.Mutex
 	expiry map[string]time.Time
+	order  expiryHeap
+}
+
+type issued struct {
+	token string
+	at    time.Time // expiry
+}
+
+// expiryHeap is a min-heap of tokens by expiry, for container/heap.
+type expiryHeap []issued
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(issued)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 func newTokenStore(now func() time.Time, max int) *tokenStore {
@@ -34,10 +56,9 @@ func (s *tokenStore) issue(ttl time.Duration) string {
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.expiry) >= s.max {
-		s.pruneLocked(now)
-	}
+	s.pruneLocked(now)
 	s.expiry[tok] = now.Add(ttl)
+	heap.Push(&s.order, issued{tok, now.Add(ttl)})
 	return tok
 }
 
@@ -47,28 +68,14 @@ func (s *tokenStore) valid(tok string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	exp, ok := s.expiry[tok]
-	if ok && !now.Before(exp) {
-		delete(s.expiry, tok)
-		ok = false
-	}
-	return ok
+	return ok && now.Before(exp)
 }
 
-// pruneLocked drops every expired token and, if the store is still full,
-// the one that expires soonest.
+// pruneLocked drops the expired tokens and, while the store is full, the
+// ones that expire soonest.
 func (s *tokenStore) pruneLocked(now time.Time) {
-	var soonest string
-	var soonestAt time.Time
-	for tok, exp := range s.expiry {
-		switch {
-		case !now.Before(exp):
-			delete(s.expiry, tok)
-		case soonest == "" || exp.Before(soonestAt):
-			soonest, soonestAt = tok, exp
-		}
-	}
-	if len(s.expiry) >= s.max {
-		delete(s.expiry, soonest)
+	for len(s.order) > 0 && (len(s.order) >= s.max || !now.Before(s.order[0].at)) {
+		delete(s.expiry, heap.Pop(&s.order).(issued).token)
 	}
 }
 

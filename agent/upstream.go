@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -159,13 +160,25 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 		return nil, fmt.Errorf("%w: %s", errUpstream, describe(err))
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(res.Body, maxUpstreamBody+1))
+	body, err := readBody(res)
 	if err != nil || len(body) > maxUpstreamBody {
 		u.m.upstream(outcomeError)
 		return nil, fmt.Errorf("%w: reading body: %s", errUpstream, describe(err))
 	}
 	u.m.upstream(outcomeOf(res.StatusCode, nil))
 	return newResponse(res.StatusCode, res.Header["Content-Type"], body), nil
+}
+
+// readBody reads at most maxUpstreamBody+1 bytes into a slice of exactly
+// the body's size: cached bodies carry no spare capacity.
+func readBody(res *http.Response) ([]byte, error) {
+	if n := res.ContentLength; n >= 0 && n <= maxUpstreamBody {
+		body := make([]byte, n)
+		_, err := io.ReadFull(res.Body, body)
+		return body, err
+	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxUpstreamBody+1))
+	return bytes.Clone(body), err
 }
 
 // describe says what went wrong without quoting URLs, which a *url.Error

@@ -30,6 +30,8 @@ type jsonResult struct {
 	LatencyMS   jsonLatency      `json:"latency_ms"`
 	SlowestMS   float64          `json:"slowest_ms"`
 	Server      *jsonUsage       `json:"server,omitempty"`
+	// ClientShare is the generator's CPU seconds per elapsed second.
+	ClientShare float64 `json:"client_cpu_share"`
 }
 
 type jsonLatency struct {
@@ -60,6 +62,9 @@ func writeJSON(w io.Writer, label string, r load.Result) error {
 			P999: ms(r.Latency.P999), Mean: ms(r.Latency.Mean), Max: ms(r.Latency.Max)}}
 	for code, n := range r.Status {
 		j.Status[strconv.Itoa(code)] = n
+	}
+	if r.Elapsed > 0 {
+		j.ClientShare = r.ClientCPU.Seconds() / r.Elapsed.Seconds()
 	}
 	if u := r.Server; u != nil {
 		j.Server = &jsonUsage{PIDs: u.PIDs, CPUS: u.CPU.Seconds(), RSSMaxB: u.RSSMax,
@@ -92,6 +97,10 @@ func writeText(w io.Writer, label string, r load.Result) error {
 		fmt.Fprintf(&b, "  server    pids %v: cpu %.2fs (%.0f%% of one core), "+
 			"peak VmRSS %.1f MiB\n", u.PIDs, u.CPU.Seconds(),
 			100*u.CPU.Seconds()/r.Elapsed.Seconds(), float64(u.RSSMax)/(1<<20))
+	}
+	if r.ClientCPU > 0 {
+		fmt.Fprintf(&b, "  generator cpu %.2fs (%.0f%% of one core)\n", r.ClientCPU.Seconds(),
+			100*r.ClientCPU.Seconds()/r.Elapsed.Seconds())
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

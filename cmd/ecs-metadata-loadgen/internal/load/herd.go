@@ -35,6 +35,15 @@ func Herd(ctx context.Context, cfg HerdConfig) (Result, error) {
 	}
 	defer closeAll(conns)
 	answers, elapsed := release(conns, reqs.get(0), cfg.Timeout)
+	res := Result{Mode: "herd", Target: cfg.Target.String(), Paths: []string{cfg.Path},
+		Connections: cfg.Concurrency, Elapsed: elapsed}
+	res.total([]*tally{tallyOf(answers)})
+	return res, nil
+}
+
+// tallyOf counts the answers: latencies from each send, the slowest from
+// the release.
+func tallyOf(answers []answer) *tally {
 	t := &tally{}
 	for _, a := range answers {
 		if a.err != nil {
@@ -44,10 +53,7 @@ func Herd(ctx context.Context, cfg HerdConfig) (Result, error) {
 		t.answer(a.status, a.own)
 		t.slowest = max(t.slowest, a.took)
 	}
-	res := Result{Mode: "herd", Target: cfg.Target.String(), Paths: []string{cfg.Path},
-		Connections: cfg.Concurrency, Elapsed: elapsed}
-	res.total([]*tally{t})
-	return res, nil
+	return t
 }
 
 // answer is one herd member's outcome, timed from the release (took) and

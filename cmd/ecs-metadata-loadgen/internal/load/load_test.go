@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -222,4 +223,27 @@ func ExampleParseTarget() {
 	t, _ := ParseTarget("unix:/run/ecs-metadata-agent/agent.sock")
 	fmt.Println(t.Network, t.Address)
 	// Output: unix /run/ecs-metadata-agent/agent.sock
+}
+
+func TestRunWatchesProcesses(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("x"))
+	}))
+	defer srv.Close()
+	// The test process serves, so it is the one to watch.
+	res, err := Run(context.Background(), Config{Target: mustTarget(t, srv.URL),
+		Paths: []string{"/"}, Connections: 2, Requests: 2000, Timeout: 5 * time.Second,
+		Watch: []int{os.Getpid()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Server == nil || res.Server.RSSMax <= 0 || res.Server.CPU < 0 || res.ClientCPU < 0 {
+		t.Fatalf("usage %+v, client cpu %v", res.Server, res.ClientCPU)
+	}
+	_, err = Run(context.Background(), Config{Target: mustTarget(t, srv.URL),
+		Paths: []string{"/"}, Connections: 1, Requests: 1, Timeout: time.Second,
+		Watch: []int{1 << 30}})
+	if err == nil {
+		t.Error("watching a process that does not exist: no error")
+	}
 }

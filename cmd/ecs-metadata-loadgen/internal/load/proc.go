@@ -2,6 +2,7 @@ package load
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -12,26 +13,32 @@ import (
 // userHZ is the unit of the CPU times in /proc/PID/stat on Linux.
 const userHZ = 100
 
-// watch follows the CPU time and resident memory of some processes.
+// watch follows the CPU time and resident memory of some processes, and
+// the CPU time of the generator itself.
 type watch struct {
-	pids     []int
-	cpuStart time.Duration
-	stop     chan struct{}
-	done     chan struct{}
-	mu       sync.Mutex
-	rssMax   int64
-	err      error
+	pids      []int
+	cpuStart  time.Duration
+	selfStart time.Duration
+	stop      chan struct{}
+	done      chan struct{}
+	mu        sync.Mutex
+	rssMax    int64
+	err       error
 }
 
-// startWatch reads the CPU time of pids now and samples their memory until
+// startWatch reads the CPU times now and samples the memory of pids until
 // finish is called.
 func startWatch(pids []int) (*watch, error) {
 	w := &watch{pids: pids, stop: make(chan struct{}), done: make(chan struct{})}
+	self, err := procCPU(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
 	cpu, err := w.cpu()
 	if err != nil {
 		return nil, err
 	}
-	w.cpuStart = cpu
+	w.selfStart, w.cpuStart = self, cpu
 	go w.sample(200 * time.Millisecond)
 	return w, nil
 }
@@ -67,21 +74,24 @@ func (w *watch) sampleRSS() {
 	w.mu.Unlock()
 }
 
-// finish stops sampling and returns what the processes used since start.
-func (w *watch) finish() (*Usage, error) {
+// finish stops sampling and returns what the processes used since start
+// (nil without pids) and the generator's own CPU time.
+func (w *watch) finish() (*Usage, time.Duration, error) {
 	cpu, err := w.cpu()
+	self, serr := procCPU(os.Getpid())
 	w.sampleRSS()
 	close(w.stop)
 	<-w.done
-	if err != nil {
-		return nil, err
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return nil, w.err
+	if err = errors.Join(err, serr, w.err); err != nil {
+		return nil, 0, err
 	}
-	return &Usage{PIDs: w.pids, CPU: cpu - w.cpuStart, RSSMax: w.rssMax}, nil
+	if len(w.pids) == 0 {
+		return nil, self - w.selfStart, nil
+	}
+	u := &Usage{PIDs: w.pids, CPU: cpu - w.cpuStart, RSSMax: w.rssMax}
+	return u, self - w.selfStart, nil
 }
 
 func (w *watch) cpu() (time.Duration, error) {

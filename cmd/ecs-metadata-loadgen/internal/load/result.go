@@ -48,6 +48,9 @@ type Result struct {
 	Latency Latency
 	Slowest time.Duration
 	Server  *Usage // nil when no process was watched
+	// ClientCPU is the CPU time the generator itself used in the window
+	// (closed-loop runs only): near Elapsed, the generator was the limit.
+	ClientCPU time.Duration
 }
 
 // tally is one goroutine's share of a result.

@@ -92,14 +92,13 @@ func (r *run) drive(ctx context.Context, conns []*conn) (Result, error) {
 	return r.result(tallies, w)
 }
 
-// watchFromBegin starts watching the server processes when the warm-up
-// ends and returns the func that ends the watch; nil without PIDs.
-func (r *run) watchFromBegin() (func() (*Usage, error), error) {
-	if len(r.cfg.Watch) == 0 {
-		return nil, nil
-	}
-	if _, err := procCPU(r.cfg.Watch[0]); err != nil {
-		return nil, err
+// watchFromBegin starts the watch of the server processes and of the
+// generator when the warm-up ends, and returns the func that ends it.
+func (r *run) watchFromBegin() (func() (*Usage, time.Duration, error), error) {
+	for _, pid := range r.cfg.Watch {
+		if _, err := procCPU(pid); err != nil {
+			return nil, err
+		}
 	}
 	type started struct {
 		w   *watch
@@ -111,26 +110,25 @@ func (r *run) watchFromBegin() (func() (*Usage, error), error) {
 		w, err := startWatch(r.cfg.Watch)
 		ch <- started{w, err}
 	}()
-	return func() (*Usage, error) {
+	return func() (*Usage, time.Duration, error) {
 		s := <-ch
 		if s.err != nil {
-			return nil, s.err
+			return nil, 0, s.err
 		}
 		return s.w.finish()
 	}, nil
 }
 
-func (r *run) result(tallies []*tally, finish func() (*Usage, error)) (Result, error) {
+func (r *run) result(tallies []*tally,
+	finish func() (*Usage, time.Duration, error)) (Result, error) {
 	res := Result{Mode: "load", Target: r.cfg.Target.String(), Paths: r.cfg.Paths,
 		Connections: r.cfg.Connections, Elapsed: max(time.Since(r.begin), 0)}
 	res.total(tallies)
-	if finish != nil {
-		u, err := finish()
-		if err != nil {
-			return Result{}, err
-		}
-		res.Server = u
+	u, self, err := finish()
+	if err != nil {
+		return Result{}, err
 	}
+	res.Server, res.ClientCPU = u, self
 	return res, nil
 }
 
