@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -24,8 +25,10 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 var (
-	errConnect     = &httpError{http.StatusMethodNotAllowed, "CONNECT is not served", "GET, HEAD"}
-	errOtherHost   = &httpError{http.StatusForbidden, "only http://" + MetadataHost + " is served", ""}
+	errConnect   = &httpError{http.StatusMethodNotAllowed, "CONNECT is not served", "GET, HEAD"}
+	errOtherHost = &httpError{http.StatusForbidden, "only http://" + MetadataHost + " is served", ""}
+	errHostName  = &httpError{http.StatusForbidden,
+		"Host must be an IP address or localhost (DNS rebinding guard)", ""}
 	errMethod      = &httpError{http.StatusMethodNotAllowed, "method not allowed", "GET, HEAD"}
 	errTokenMethod = &httpError{http.StatusMethodNotAllowed, "method not allowed", "PUT"}
 	errBody        = &httpError{http.StatusBadRequest, "a read request carries no body", ""}
@@ -101,13 +104,38 @@ func checkTarget(r *http.Request) error {
 		return errNoHost // HTTP/1.1 requires one; net/http enforces that
 	}
 	if r.URL.Host == "" && r.URL.Scheme == "" {
-		return nil
+		return checkHost(r)
 	}
 	host := strings.TrimSuffix(r.URL.Host, ":80")
 	if r.URL.Scheme != "http" || host != MetadataHost {
 		return errOtherHost
 	}
 	return nil
+}
+
+// checkHost refuses a TCP request whose Host is a DNS name other than
+// localhost: a web page that rebinds its own name to the agent's address
+// would send its name, while every real consumer names an address (the
+// metadata service's, a loopback or link-local one). Unix-socket clients
+// cannot be reached from a browser and may send any Host.
+func checkHost(r *http.Request) error {
+	host := r.Host
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" || host == "localhost" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	// Only a connection known to be TCP is held to this; without the
+	// server's ConnContext the transport is unknown.
+	if c, ok := r.Context().Value(consumerKey{}).(*Consumer); !ok || c.Unix {
+		return nil
+	}
+	return errHostName
 }
 
 // checkRead validates a metadata read and returns its cache key: the path,

@@ -159,7 +159,7 @@ func hdr(name, value string) string { return name + ": " + value + "\r\n" }
 
 // smuggled is a request hidden in another's body: it asks for the
 // credentials, so that an answer to it shows up in the follow-up check.
-const smuggled = "GET " + credsPath + " HTTP/1.1\r\nHost: x\r\n\r\n"
+const smuggled = "GET " + credsPath + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 var hostileCases = []hostileCase{
 	// Sizes: net/http bounds the request line and headers together.
@@ -175,16 +175,16 @@ var hostileCases = []hostileCase{
 
 	// Smuggling shapes.
 	{"Content-Length and Transfer-Encoding",
-		"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n" +
+		"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n" +
 			"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, []int{400}, "no body"},
 	{"Content-Length and Transfer-Encoding on the token path",
 		tokenPUT(hdr(ttlName, "60"), hdr("Content-Length", "5"),
 			hdr("Transfer-Encoding", "chunked")) + "0\r\n\r\n" + smuggled, []int{400}, "no body"},
 	{"two different Content-Lengths",
-		"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n" +
+		"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n" +
 			"Content-Length: " + strconv.Itoa(len(smuggled)) + "\r\n\r\n" + smuggled, []int{400}, ""},
 	{"two equal Content-Lengths with a body",
-		"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n" +
+		"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\n" +
 			"Content-Length: 4\r\n\r\nbody", []int{400}, "no body"},
 	{"signed Content-Length", get("/latest/meta-data/instance-id", hdr("Content-Length", "+0")),
 		[]int{400}, ""},
@@ -204,23 +204,26 @@ var hostileCases = []hostileCase{
 		[]int{400}, "no body"},
 	{"GET with a chunked body", get("/latest/meta-data/instance-id",
 		hdr("Transfer-Encoding", "chunked")) + "3\r\nabc\r\n0\r\n\r\n", []int{400}, "no body"},
-	{"HEAD with a body", "HEAD /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n" +
+	{"HEAD with a body", "HEAD /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
 		"Content-Length: 3\r\n\r\nabc", []int{400}, ""},
 	{"token PUT with a body", tokenPUT(hdr(ttlName, "60"),
 		hdr("Content-Length", "3")) + "abc", []int{400}, "no body"},
 
 	// Methods and targets.
-	{"POST", "POST /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n", []int{405}, ""},
-	{"DELETE", "DELETE /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n", []int{405}, ""},
-	{"PUT on a metadata path", "PUT /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n",
+	{"POST", "POST /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", []int{405}, ""},
+	{"DELETE", "DELETE /latest/meta-data/instance-id HTTP/1.1" +
+		"\r\nHost: 127.0.0.1\r\n\r\n", []int{405}, ""},
+	{"PUT on a metadata path", "PUT /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{405}, ""},
-	{"TRACE", "TRACE /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n", []int{405}, ""},
-	{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", []int{405}, ""},
-	{"lower-case get", "get /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n",
+	{"TRACE", "TRACE /latest/meta-data/instance-id HTTP/1.1" +
+		"\r\nHost: 127.0.0.1\r\n\r\n", []int{405}, ""},
+	{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", []int{405}, ""},
+	{"lower-case get", "get /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{405}, ""},
 	{"CONNECT to the metadata host", "CONNECT 100.100.100.200:80 HTTP/1.1\r\n" +
 		"Host: 100.100.100.200:80\r\n\r\n", []int{405}, "CONNECT"},
-	{"CONNECT with a path", "CONNECT /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\n\r\n",
+	{"CONNECT with a path", "CONNECT /latest/meta-data/instance-id HTTP/1.1" +
+		"\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{405}, "CONNECT"},
 	{"absolute form for another host", "GET http://169.254.169.254/latest/meta-data/ HTTP/1.1" +
 		"\r\nHost: 169.254.169.254\r\n\r\n", []int{403}, "only http://100.100.100.200"},
@@ -229,7 +232,7 @@ var hostileCases = []hostileCase{
 	{"absolute form on another port", "GET http://100.100.100.200:8080/latest/meta-data/ " +
 		"HTTP/1.1\r\nHost: 100.100.100.200:8080\r\n\r\n", []int{403}, ""},
 	{"absolute form for a look-alike host", "GET http://100.100.100.200.example.com" +
-		"/latest/meta-data/ HTTP/1.1\r\nHost: x\r\n\r\n", []int{403}, ""},
+		"/latest/meta-data/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", []int{403}, ""},
 
 	// Token TTLs and tokens.
 	{"TTL negative", tokenPUT(hdr(ttlName, "-60")), []int{400}, "whole number"},
@@ -255,26 +258,27 @@ var hostileCases = []hostileCase{
 		hdr(tokenName, "a")), []int{401}, ""},
 
 	// Bytes in paths.
-	{"CR in the path", "GET /latest/meta-data/instance-id\rX HTTP/1.1\r\nHost: x\r\n\r\n",
+	{"CR in the path", "GET /latest/meta-data/instance-id\rX HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{400}, ""},
 	{"encoded CR LF in the path", get("/latest/meta-data/instance-id%0d%0aX-Injected:%201"),
 		[]int{400}, "canonical"},
 	{"encoded CR LF in the query", get("/latest/meta-data/instance-id?a=%0d%0aX:%201"),
 		[]int{200}, ""},
-	{"raw NUL in the path", "GET /latest/meta-data/instance-id\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+	{"raw NUL in the path", "GET /latest/meta-data/instance-id\x00 HTTP/1.1" +
+		"\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{400}, ""},
 	{"encoded NUL in the path", get("/latest/meta-data/instance-id%00"), []int{400}, ""},
 	{"invalid UTF-8 in the path", get("/latest/meta-data/\xff\xfe"), []int{400}, "canonical"},
 	{"encoded invalid UTF-8 in the path", get("/latest/meta-data/%ff%fe"), []int{400}, ""},
 	{"bad escape in the path", get("/latest/meta-data/%zz"), []int{400}, ""},
 	{"invalid UTF-8 in the query", get("/latest/meta-data/instance-id?a=\xff"), []int{400}, ""},
-	{"space in the query", "GET /latest/meta-data/instance-id?a b HTTP/1.1\r\nHost: x\r\n\r\n",
+	{"space in the query", "GET /latest/meta-data/instance-id?a b HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{400}, ""},
 
 	// Versions and Host.
 	{"HTTP/1.0 without Host", "GET /latest/meta-data/instance-id HTTP/1.0\r\n\r\n",
 		[]int{400}, "Host"},
-	{"HTTP/1.0 with Host", "GET /latest/meta-data/instance-id HTTP/1.0\r\nHost: x\r\n\r\n",
+	{"HTTP/1.0 with Host", "GET /latest/meta-data/instance-id HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{200}, ""},
 	{"HTTP/1.1 without Host", "GET /latest/meta-data/instance-id HTTP/1.1\r\n\r\n",
 		[]int{400}, ""},
@@ -284,11 +288,19 @@ var hostileCases = []hostileCase{
 		[]int{400}, ""},
 	// RFC 9112 lets a recipient take a bare LF for a line end, as net/http
 	// does; no proxy sits in front of the agent to read it otherwise.
-	{"bare LF line ends", "GET /latest/meta-data/instance-id HTTP/1.1\nHost: x\n\n", []int{200}, ""},
+	{"a DNS name as Host (rebinding)", "GET /latest/meta-data/instance-id HTTP/1.1\r\n" +
+		"Host: attacker.example:8998\r\n\r\n", []int{403}, "rebinding"},
+	{"localhost as Host", "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: localhost:8998\r\n\r\n",
+		[]int{200}, ""},
+	{"an IPv6 literal as Host", "GET /latest/meta-data/instance-id HTTP/1.1" +
+		"\r\nHost: [::1]:8998\r\n\r\n",
+		[]int{200}, ""},
+	{"bare LF line ends", "GET /latest/meta-data/instance-id HTTP/1.1\nHost: 127.0.0.1\n\n",
+		[]int{200}, ""},
 	{"Expect 100-continue on a read", get("/latest/meta-data/instance-id",
 		hdr("Expect", "100-continue"), hdr("Content-Length", "5")), []int{400}, "no body"},
 	{"HTTP/0.9 request line", "GET /latest/meta-data/instance-id\r\n\r\n", []int{400}, ""},
-	{"HTTP/2.0 request line", "GET /latest/meta-data/instance-id HTTP/2.0\r\nHost: x\r\n\r\n",
+	{"HTTP/2.0 request line", "GET /latest/meta-data/instance-id HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
 		[]int{505}, ""},
 }
 
@@ -364,7 +376,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 	for _, tc := range []struct{ name, raw string }{
 		{"sends nothing", ""},
 		{"half a request line", "GET /latest/meta-"},
-		{"half the headers", "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: x\r\nX-A:"},
+		{"half the headers", "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rc := dialRaw(t, "tcp", live.addr)
