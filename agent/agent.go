@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/ecs-metadata-agent/ecs-metadata-agent/cache"
 )
@@ -55,7 +56,7 @@ func New(cfg Config, o Options) (*Agent, error) {
 	c, err := cache.New(cache.Options[*response]{
 		MaxEntries: cfg.CacheEntries,
 		MaxBytes:   cfg.CacheBytes,
-		Size:       (*response).size,
+		Size:       entrySize,
 		Now:        o.Now,
 	})
 	if err != nil {
@@ -75,6 +76,13 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	// Per-request warnings (throttled, denied, degraded) come in floods when
+	// a consumer misbehaves: past 10 a second of one message, 1 in 100 is
+	// kept, so that the journal's own rate limit never hides the rest. The
+	// metrics count every one.
+	o.Logger = o.Logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, 10, 100)
+	}))
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
@@ -160,8 +168,11 @@ func (a *Agent) Maintain() {
 func (a *Agent) prefetch() []*call[*response] {
 	var started []*call[*response]
 	a.revalidated.Range(func(k, _ any) bool {
-		if _, state := a.cache.Peek(k.(string)); state != cache.Fresh {
+		switch _, state := a.cache.Peek(k.(string)); state {
+		case cache.Stale:
 			started = append(started, a.refresh(k.(string)))
+		case cache.Miss: // evicted or expired: a consumer's next read fetches it
+			a.revalidated.Delete(k)
 		}
 		return true
 	})

@@ -78,9 +78,9 @@ func Defaults() Config {
 		Warmup:                   append([]string(nil), DefaultWarmup...),
 		WarmupTimeout:            10 * time.Second,
 		UpstreamRate:             50,
-		UpstreamBurst:            50,
-		ConsumerRate:             50,
-		ConsumerBurst:            200,
+		UpstreamBurst:            100,
+		ConsumerRate:             20,
+		ConsumerBurst:            100,
 	}
 }
 
@@ -124,6 +124,11 @@ func (c *Config) validateListen() error {
 	for _, l := range c.Listen {
 		if _, _, err := splitListen(l); err != nil {
 			return &ConfigError{"listen", l, "unix:/ABSOLUTE/PATH or HOST:PORT"}
+		}
+	}
+	if c.SocketGroup != "" {
+		if _, err := lookupGroup(c.SocketGroup); err != nil {
+			return err
 		}
 	}
 	if c.SocketMode > 0o777 {

@@ -29,6 +29,9 @@ func TestValidateNamesTheBadValue(t *testing.T) {
 		{"cache bytes", func(c *Config) { c.CacheBytes = 10 }, "cache-bytes"},
 		{"upstream timeout", func(c *Config) { c.UpstreamTimeout = 0 }, "upstream-timeout"},
 		{"shutdown timeout", func(c *Config) { c.ShutdownTimeout = -1 }, "shutdown-timeout"},
+		{"socket group", func(c *Config) { c.SocketGroup = "no-such-group-here" }, "socket-group"},
+		{"upstream rate", func(c *Config) { c.UpstreamRate = 0 }, "upstream-rate"},
+		{"warmup path", func(c *Config) { c.Warmup = []string{"/latest/../x"} }, "warmup"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

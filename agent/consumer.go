@@ -114,8 +114,13 @@ func consumerOrNil(r *http.Request) *Consumer {
 // recently seen consumer's limiter is dropped first.
 const maxTrackedConsumers = 4096
 
+// TODO(consumer): TCP consumers are told apart by source address only, so
+// local processes behind interception share one bucket and one process
+// with many loopback addresses gets many. Issue 7's closing note.
+//
 // consumerLimits gives each consumer a token bucket for the requests that
-// start upstream work (misses that join no call under way), so that one flooding
+// start upstream work (misses that join no call under way) and for token
+// requests, which fill a bounded store, so that one flooding
 // consumer is answered 429 while the others are served. Hits cost nothing
 // upstream and are not limited. It is safe for concurrent use.
 type consumerLimits struct {

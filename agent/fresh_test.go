@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -289,5 +290,88 @@ func TestMaintainRefreshesAhead(t *testing.T) {
 	if got := readCreds(t, r, credsPath); got == first || r.upstreamGets(credsPath) != 2 {
 		t.Errorf("consumer got %+v after %d upstream GETs, want the new set from cache", got,
 			r.upstreamGets(credsPath))
+	}
+}
+
+// TestTokenFloodIsLimitedPerConsumer: one consumer's PUTs beyond its burst
+// get 429, so it cannot push others' tokens out of the bounded store;
+// another consumer still gets tokens.
+func TestTokenFloodIsLimitedPerConsumer(t *testing.T) {
+	r := newRig(t, simulator.Options{}, func(c *Config) { c.ConsumerRate, c.ConsumerBurst = 1, 5 })
+	put := func(from string) int {
+		req := httptest.NewRequest(http.MethodPut, "/latest/api/token", nil)
+		req.Header.Set("X-aliyun-ecs-metadata-token-ttl-seconds", "60")
+		req.RemoteAddr = from + ":40000"
+		w := httptest.NewRecorder()
+		r.agent.ServeHTTP(w, req)
+		return w.Code
+	}
+	codes := map[int]int{}
+	for i := 0; i < 20; i++ {
+		codes[put("192.0.2.1")]++
+	}
+	if codes[200] != 5 || codes[429] != 15 {
+		t.Errorf("flooding consumer: %v, want 5 x 200 then 15 x 429", codes)
+	}
+	if c := put("192.0.2.2"); c != 200 {
+		t.Errorf("other consumer: %d, want 200", c)
+	}
+}
+
+// TestUpstreamExpiredCredentialsAreNotServed: an upstream whose clock is
+// behind hands out a set already past its Expiration; the agent answers
+// 502 rather than pass it on.
+func TestUpstreamExpiredCredentialsAreNotServed(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			_, _ = w.Write([]byte("upstream-token"))
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"Code":"Success","Expiration":"%s"}`,
+			t0.Add(-time.Second).Format(time.RFC3339))
+	}))
+	defer up.Close()
+	cfg := Defaults()
+	cfg.Upstream = up.URL
+	a, err := New(cfg, Options{Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	w := httptest.NewRecorder()
+	a.ServeHTTP(w, httptest.NewRequest(http.MethodGet, credsPath, nil))
+	if w.Code != http.StatusBadGateway || strings.Contains(w.Body.String(), "Expiration") {
+		t.Errorf("expired set from upstream: %d %q, want 502 without the set", w.Code, w.Body)
+	}
+}
+
+// TestLongTargetsAreRefused: path plus query over 1024 bytes is 414, and
+// cache entries are weighed with their keys.
+func TestLongTargetsAreRefused(t *testing.T) {
+	r := newRig(t, simulator.Options{}, nil)
+	if s, _ := r.get(t, "/latest/meta-data/instance-id?a="+strings.Repeat("a", 1100)); s != 414 {
+		t.Errorf("long query: %d, want 414", s)
+	}
+	key := "/latest/meta-data/instance-id?a=" + strings.Repeat("b", 900)
+	r.get(t, key)
+	if got := r.agent.cache.Stats().Bytes; got < 900 {
+		t.Errorf("cache weighs %d bytes after a 930-byte key, want the key counted", got)
+	}
+}
+
+// TestPrefetchForgetsGoneKeys: a credentials key that left the cache is no
+// longer refreshed in the background.
+func TestPrefetchForgetsGoneKeys(t *testing.T) {
+	r := newRig(t, simulator.Options{}, nil)
+	readCreds(t, r, credsPath)
+	r.get(t, credsPath+"?n=1")
+	r.agent.cache.Purge()
+	if started := r.agent.prefetch(); len(started) != 0 {
+		t.Errorf("prefetch started %d refreshes of keys no longer cached", len(started))
+	}
+	n := 0
+	r.agent.revalidated.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d keys still tracked, want 0", n)
 	}
 }

@@ -36,6 +36,8 @@ var (
 	errNoHost      = &httpError{http.StatusBadRequest, "an HTTP/1.0 request needs a Host header", ""}
 	errPath        = &httpError{http.StatusBadRequest, "path is not canonical", ""}
 	errQuery       = &httpError{http.StatusBadRequest, "query has characters not allowed", ""}
+	errTooLong     = &httpError{http.StatusRequestURITooLong,
+		"path and query longer than 1024 bytes", ""}
 	errNotMetadata = &httpError{http.StatusNotFound, "not a metadata path", ""}
 	errForwarded   = &httpError{http.StatusForbidden, "token requests through a proxy are refused", ""}
 	errTTL         = &httpError{http.StatusBadRequest,
@@ -47,11 +49,15 @@ var (
 		"request came from an agent: its upstream leads back to an agent", ""}
 	errDenied       = &httpError{http.StatusForbidden, "denied by the access policy", ""}
 	errConsumerRate = &httpError{http.StatusTooManyRequests,
-		"too many uncached requests from this consumer", ""}
+		"too many uncached requests or token requests from this consumer", ""}
 	errGaveUp = &httpError{499, "client gave up", ""}
 )
 
 const maxTokenTTL = 21600
+
+// maxTarget bounds path plus query: metadata paths are short, and a long
+// one would only cost cache memory.
+const maxTarget = 1024
 
 // ServeHTTP answers one consumer request. It routes by hand, not with
 // http.ServeMux, which would answer some metadata paths with redirects.
@@ -152,6 +158,9 @@ func (a *Agent) checkRead(r *http.Request) (string, error) {
 	}
 	if !plainASCII(r.URL.RawQuery, "#") {
 		return "", errQuery
+	}
+	if len(r.URL.Path)+len(r.URL.RawQuery) > maxTarget {
+		return "", errTooLong
 	}
 	if err := a.checkToken(r); err != nil {
 		return "", err
@@ -257,6 +266,11 @@ func (a *Agent) serveToken(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	if who := consumerFrom(r); !a.consumers.allow(who) {
+		a.log.Warn("consumer throttled", zap.Stringer("consumer", who))
+		a.fail(w, errConsumerRate)
+		return
+	}
 	tok := a.tokens.issue(ttl)
 	a.m.consumerTokens.Inc()
 	h := w.Header()
@@ -329,6 +343,9 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	case <-ctx.Done():
 		return nil, errGaveUp
 	}
+	// TODO(upstream): a stale answer waits for the failing attempt (up to
+	// --upstream-timeout against a hanging upstream); remembering that
+	// upstream is down would answer at once. Issue 5's closing note.
 	if state == cache.Stale && failed(c.val, c.err) {
 		a.m.stale.Inc()
 		a.log.Warn("serving stale", zap.String("path", pathOnly(key)))
@@ -371,18 +388,38 @@ func (a *Agent) fill(key string) (*response, error) {
 		a.log.Warn("upstream degraded", zap.String("path", pathOnly(key)), zap.Error(err))
 		return nil, errGateway
 	}
-	p := a.ttl.lifetime(key, resp, a.now())
+	now := a.now()
+	if ce := a.log.Check(zap.DebugLevel, "upstream answered"); ce != nil {
+		ce.Write(zap.String("path", pathOnly(key)), zap.Int("status", resp.status),
+			zap.Int("bytes", len(resp.body)))
+	}
+	if expiredCredentials(key, resp, now) {
+		a.log.Warn("upstream credentials already expired", zap.String("path", pathOnly(key)))
+		return nil, errGateway
+	}
+	p := a.ttl.lifetime(key, resp, now)
 	if !p.store {
 		return resp, nil
 	}
 	resp.revalidate, resp.expires = p.revalidate, p.stale
-	if p.revalidate {
+	if p.revalidate && !strings.Contains(key, "?") {
 		a.revalidated.Store(key, struct{}{})
 	}
 	if err := a.cache.Set(key, resp, p.fresh, p.stale); err != nil {
 		a.log.Warn("answer not cached", zap.String("path", pathOnly(key)), zap.Error(err))
 	}
 	return resp, nil
+}
+
+// expiredCredentials reports whether resp is a credentials document whose
+// Expiration has passed: the agent serves none, not even upstream's.
+func expiredCredentials(key string, resp *response, now time.Time) bool {
+	item, ok := metaDataItem(key)
+	if !ok || !isCredentials(item) || resp.status != http.StatusOK {
+		return false
+	}
+	exp, ok := credentialsExpiration(resp.body)
+	return ok && !now.Before(exp)
 }
 
 // pathOnly drops the query, which logs must not carry.

@@ -220,7 +220,7 @@ func TestConsumerTokenChecks(t *testing.T) {
 }
 
 func TestThousandTokenPUTsStayLocal(t *testing.T) {
-	r := newRig(t, simulator.Options{}, nil)
+	r := newRig(t, simulator.Options{}, func(c *Config) { c.ConsumerRate = 0 })
 	r.get(t, "/latest/meta-data/instance-id")
 	before := r.sim.Stats()
 	errs := make(chan error, 1000)

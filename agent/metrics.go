@@ -22,6 +22,7 @@ const (
 	outcomeServerError  = "server_error"
 	outcomeTimeout      = "timeout"
 	outcomeError        = "error"
+	outcomeLimited      = "limited" // not sent: over the agent's own rate
 )
 
 // metrics are the agent's Prometheus series. Counters on the hit path are

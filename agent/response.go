@@ -33,8 +33,11 @@ func newResponse(status int, contentType []string, body []byte) *response {
 	}
 }
 
-// size is the weight of r for the cache's byte bound.
-func (r *response) size() int64 { return int64(len(r.body)) + 128 }
+// entrySize is the weight of r cached under key, for the cache's byte
+// bound: the key, the body and the entry's own bookkeeping.
+func entrySize(key string, r *response) int64 {
+	return int64(len(key)+len(r.body)) + 192
+}
 
 // credentialsExpiration reads Expiration from a credentials document. ok is
 // false when there is none that parses: such a document is never cached.
@@ -53,12 +56,12 @@ func credentialsExpiration(body []byte) (exp time.Time, ok bool) {
 // whether pathQuery is under one.
 func metaDataItem(pathQuery string) (string, bool) {
 	p, _, _ := strings.Cut(pathQuery, "?")
-	for _, root := range []string{"/latest/meta-data/", "/2016-01-01/meta-data/"} {
-		if rest, ok := cutPrefixFold(p, root); ok {
-			return strings.ToLower(rest), true
-		}
+	root, rest, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	if !isMetadataRoot("/"+root) || root == "" {
+		return "", false
 	}
-	return "", false
+	item, ok := cutPrefixFold(rest, "meta-data/")
+	return strings.ToLower(item), ok
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {
@@ -68,9 +71,10 @@ func cutPrefixFold(s, prefix string) (string, bool) {
 	return s[len(prefix):], true
 }
 
-// isCredentials reports whether item (from metaDataItem) names one role's
-// credentials rather than the role listing.
+// isCredentials reports whether item (from metaDataItem) is below the
+// role listing: one role's credentials, in any spelling upstream accepts
+// (a trailing slash included), handled as credentials or not cached.
 func isCredentials(item string) bool {
 	role, ok := strings.CutPrefix(item, "ram/security-credentials/")
-	return ok && role != "" && !strings.Contains(role, "/")
+	return ok && role != ""
 }

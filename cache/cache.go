@@ -45,8 +45,9 @@ type Options[V any] struct {
 	MaxEntries int
 	// MaxBytes bounds the sum of Size over all entries; 0 means no bound.
 	MaxBytes int64
-	// Size reports a value's weight in bytes; nil counts every value as 0.
-	Size func(V) int64
+	// Size reports an entry's weight in bytes, its key included; nil
+	// counts only the key.
+	Size func(key string, v V) int64
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -156,8 +157,9 @@ func (c *Cache[V]) Set(key string, v V, freshUntil, staleUntil time.Time) error 
 		staleUntil = freshUntil
 	}
 	e := &entry[V]{value: v, freshUntil: freshUntil, staleUntil: staleUntil}
+	e.size = int64(len(key))
 	if c.opts.Size != nil {
-		e.size = c.opts.Size(v)
+		e.size = c.opts.Size(key, v)
 	}
 	if c.opts.MaxBytes > 0 && e.size > c.opts.MaxBytes {
 		c.Remove(key)

@@ -18,7 +18,7 @@ func newTest(t testing.TB, entries int, maxBytes int64) (*Cache[string], *fakecl
 	c, err := New(Options[string]{
 		MaxEntries: entries,
 		MaxBytes:   maxBytes,
-		Size:       func(v string) int64 { return int64(len(v)) },
+		Size:       func(_ string, v string) int64 { return int64(len(v)) },
 		Now:        clk.Now,
 	})
 	if err != nil {

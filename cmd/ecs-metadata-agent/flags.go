@@ -115,16 +115,18 @@ func newFlagSet(s *settings, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AdminListen, "admin-listen", d.AdminListen,
 		"HOST:PORT for /healthz, /readyz and /metrics; empty for none")
 	fs.DurationVar(&c.TokenTTL, "token-ttl", d.TokenTTL, "lifetime of the upstream token, 1s to 6h")
-	fs.IntVar(&c.CacheEntries, "cache-entries", d.CacheEntries, "cache bound in entries")
-	fs.Int64Var(&c.CacheBytes, "cache-bytes", d.CacheBytes, "cache bound in bytes of answers")
+	fs.IntVar(&c.CacheEntries, "cache-entries", d.CacheEntries,
+		"cache bound in entries, 1 to 10000000")
+	fs.Int64Var(&c.CacheBytes, "cache-bytes", d.CacheBytes,
+		"cache bound in bytes of answers and keys, 65536 to 16GiB")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", d.UpstreamTimeout,
-		"deadline of one upstream call, retries included")
+		"deadline of one upstream call, retries included, 10ms to 1m")
 	fs.BoolVar(&c.RequireToken, "require-token", false,
 		"answer 401 to consumers that present no token (hardened-only mode)")
 	fs.IntVar(&c.MaxConns, "max-conns", d.MaxConns,
 		"consumer connections open at once, over all listeners")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", d.ShutdownTimeout,
-		"how long draining may take on SIGTERM")
+		"how long draining may take on SIGTERM, 0 to 10m")
 	fs.BoolVar(&c.Simulate, "simulate", false,
 		"serve from the built-in simulator instead of an upstream")
 	fs.StringVar(&c.PolicyFile, "policy", "",
@@ -141,8 +143,15 @@ func parseSettings(args []string, lookupEnv func(string) (string, bool),
 	out io.Writer) (settings, error) {
 	var s settings
 	fs := newFlagSet(&s, out)
+	fs.Usage = func() {} // a bad value gets one line, not the whole list
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return s, &usageError{err: err, help: errors.Is(err, flag.ErrHelp)}
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(out)
+			fs.PrintDefaults()
+			return s, &usageError{err: err, help: true}
+		}
+		return s, &usageError{err: explain(fs, err)}
 	}
 	if fs.NArg() > 0 {
 		return s, &usageError{err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
@@ -173,6 +182,16 @@ func applyEnv(fs *flag.FlagSet, lookupEnv func(string) (string, bool)) error {
 	return err
 }
 
+// explain adds to a flag package error what the flag takes, from its help.
+func explain(fs *flag.FlagSet, err error) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		if strings.Contains(err.Error(), " -"+f.Name+":") {
+			err = fmt.Errorf("%w (--%s: %s)", err, f.Name, f.Usage)
+		}
+	})
+	return err
+}
+
 // envName is the environment variable of a flag: --token-ttl is
 // ECS_METADATA_AGENT_TOKEN_TTL.
 func envName(flagName string) string {
@@ -196,20 +215,23 @@ func (s *settings) validate() error {
 func addFreshnessFlags(fs *flag.FlagSet, c *agent.Config, d agent.Config) {
 	fs.Var(ttlFlag{&c.TTLRules}, "ttl",
 		"PREFIX=DURATION fresh lifetime for meta-data items under PREFIX; repeatable")
-	fs.DurationVar(&c.NotFoundTTL, "not-found-ttl", d.NotFoundTTL, "how long a 404 is cached")
+	fs.DurationVar(&c.NotFoundTTL, "not-found-ttl", d.NotFoundTTL, "how long a 404 is cached, 0 to 1h")
 	fs.DurationVar(&c.StaleFor, "stale-for", d.StaleFor,
-		"how long past fresh a value is served while upstream fails")
+		"how long past fresh a value is served while upstream fails, 0 to 24h")
 	fs.DurationVar(&c.CredentialsRefreshBefore, "credentials-refresh-before",
-		d.CredentialsRefreshBefore, "refresh credentials this long before their Expiration")
+		d.CredentialsRefreshBefore,
+		"refresh credentials this long before their Expiration, 1m to 3h")
 	c.Warmup = d.Warmup
 	fs.Var(&listFlag{values: &c.Warmup}, "warmup",
 		"path fetched before ready, {roles} for each role; repeatable; \"\" for none")
 	fs.DurationVar(&c.WarmupTimeout, "warmup-timeout", d.WarmupTimeout,
-		"ready after this even if warm-up is not done")
+		"ready after this even if warm-up is not done, 0 to 10m")
 	fs.Float64Var(&c.UpstreamRate, "upstream-rate", d.UpstreamRate,
-		"the agent's upstream requests per second")
-	fs.IntVar(&c.UpstreamBurst, "upstream-burst", d.UpstreamBurst, "burst of --upstream-rate")
+		"the agent's upstream requests per second, above 0 up to 10000")
+	fs.IntVar(&c.UpstreamBurst, "upstream-burst", d.UpstreamBurst,
+		"burst of --upstream-rate, 1 to 10000")
 	fs.Float64Var(&c.ConsumerRate, "consumer-rate", d.ConsumerRate,
-		"uncached requests per second per consumer (uid or address); 0 for no limit")
-	fs.IntVar(&c.ConsumerBurst, "consumer-burst", d.ConsumerBurst, "burst of --consumer-rate")
+		"uncached and token requests per second per consumer (uid or address); 0 for no limit")
+	fs.IntVar(&c.ConsumerBurst, "consumer-burst", d.ConsumerBurst,
+		"burst of --consumer-rate, 1 to 100000")
 }

@@ -18,7 +18,8 @@ func TestBadValuesExit2NamingTheFlag(t *testing.T) {
 		want string
 	}{
 		{[]string{"--token-ttl", "7h"}, nil, `"7h0m0s" for --token-ttl`},
-		{[]string{"--token-ttl", "soon"}, nil, "token-ttl"},
+		{[]string{"--token-ttl", "soon"}, nil, "(--token-ttl: lifetime of the upstream token, 1s"},
+		{[]string{"--socket-group", "no-such-group-here"}, nil, "--socket-group"},
 		{[]string{"--socket-mode", "0999"}, nil, "socket-mode"},
 		{[]string{"--log-level", "loud"}, nil, `"loud" for --log-level`},
 		{[]string{"--log-format", "xml"}, nil, "log-format"},
