@@ -144,7 +144,7 @@ func httpGet(t *testing.T, s *passedSocket, path string) (int, string) {
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	resp, err := client.Get("http://agent" + path)
+	resp, err := client.Get("http://localhost" + path) // a DNS name would be refused over TCP
 	if err != nil {
 		t.Fatalf("GET %s on %s socket: %v", path, s.name, err)
 	}
