@@ -339,7 +339,7 @@ func benchRoundTrips(b *testing.B, addr, path string) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	req := []byte("GET " + path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
+	req := []byte("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	br := bufio.NewReader(c)
 	b.ReportAllocs()
 	for b.Loop() {

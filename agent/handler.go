@@ -133,12 +133,12 @@ func checkHost(r *http.Request) error {
 	if host == "" || host == "localhost" {
 		return nil
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil
-	}
 	// Only a connection known to be TCP is held to this; without the
 	// server's ConnContext the transport is unknown.
 	if c, ok := r.Context().Value(consumerKey{}).(*Consumer); !ok || c.Unix {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
 		return nil
 	}
 	return errHostName

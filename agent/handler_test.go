@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -301,5 +302,29 @@ func TestLoopIsDetected(t *testing.T) {
 	}
 	if n := total(r.sim.Stats().Requests); n != 0 {
 		t.Errorf("the looped request reached the simulator %d times", n)
+	}
+}
+
+// TestHitPathDoesNotAllocate keeps the agent's own work on a cache hit
+// free of heap allocations, over TCP as a real server's connection sees
+// it (consumer recorded, Host an address) and in proxy form.
+func TestHitPathDoesNotAllocate(t *testing.T) {
+	r := newRig(t, simulator.Options{}, nil)
+	const path = "/latest/meta-data/instance-id"
+	r.get(t, path)
+	tcp := &Consumer{id: "127.0.0.1"}
+	for _, target := range []string{path, "http://" + MetadataHost + path} {
+		req := httptest.NewRequest(http.MethodGet, target, nil)
+		req.Host = "127.0.0.1:8998"
+		req = req.WithContext(context.WithValue(req.Context(), consumerKey{}, tcp))
+		w := newBenchWriter()
+		allocs := testing.AllocsPerRun(200, func() {
+			w.reset()
+			r.agent.ServeHTTP(w, req)
+		})
+		if w.status != 200 || allocs != 0 {
+			t.Errorf("%s: status %d, %v allocations per hit, want 200 and 0", target, w.status,
+				allocs)
+		}
 	}
 }
