@@ -38,6 +38,8 @@ type Agent struct {
 	m      *metrics
 	ready  atomic.Bool
 
+	downUntil atomic.Int64 // unix nanoseconds: see upstreamDown
+
 	ttl         ttlPolicy
 	consumers   *consumerLimits
 	revalidated sync.Map // keys whose entries are refreshed ahead (credentials)

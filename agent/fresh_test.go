@@ -375,3 +375,36 @@ func TestPrefetchForgetsGoneKeys(t *testing.T) {
 		t.Errorf("%d keys still tracked, want 0", n)
 	}
 }
+
+// TestStaleAtOnceWhileUpstreamIsDown: after one failed fill against a
+// hanging upstream, stale values come at once for the next 5 s instead of
+// after another attempt; once that passes, upstream is tried again.
+func TestStaleAtOnceWhileUpstreamIsDown(t *testing.T) {
+	r := newRig(t, simulator.Options{}, func(c *Config) { c.UpstreamTimeout = 300 * time.Millisecond })
+	const p = "/latest/meta-data/hostname"
+	r.get(t, p)
+	r.clk.Advance(2 * time.Minute) // past fresh, within stale
+	r.sim.SetFault("", simulator.Fault{Hang: true})
+	if s, _ := r.get(t, p); s != 200 {
+		t.Fatalf("first stale read: %d", s)
+	}
+	if !r.agent.upstreamDown() {
+		t.Fatal("a failed fill did not mark upstream down")
+	}
+	before := r.upstreamGets(p)
+	for i := 0; i < 5; i++ {
+		if s, body := r.get(t, p); s != 200 || body == "" {
+			t.Errorf("stale read %d while down: %d %q", i, s, body)
+		}
+	}
+	// Each read was answered without waiting on an attempt of its own: at
+	// most the one background refresh, shared by all, reached upstream.
+	if n := r.upstreamGets(p) - before; n > 1 {
+		t.Errorf("5 stale reads while down made %d upstream attempts, want at most 1", n)
+	}
+	r.sim.ClearFaults()
+	r.clk.Advance(downFor)
+	if r.agent.upstreamDown() {
+		t.Error("upstream still marked down after downFor")
+	}
+}

@@ -323,7 +323,8 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	case state == cache.Fresh:
 		a.m.hits.Inc()
 		return resp, nil
-	case state == cache.Stale && resp.revalidate && a.servableWhileRefreshing(resp):
+	case state == cache.Stale && (a.upstreamDown() ||
+		resp.revalidate && a.servableWhileRefreshing(resp)):
 		a.m.stale.Inc()
 		a.refresh(key)
 		return resp, nil
@@ -343,9 +344,6 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	case <-ctx.Done():
 		return nil, errGaveUp
 	}
-	// TODO(upstream): a stale answer waits for the failing attempt (up to
-	// --upstream-timeout against a hanging upstream); remembering that
-	// upstream is down would answer at once. Issue 5's closing note.
 	if state == cache.Stale && failed(c.val, c.err) {
 		a.m.stale.Inc()
 		a.log.Warn("serving stale", zap.String("path", pathOnly(key)))
@@ -374,6 +372,26 @@ func failed(r *response, err error) bool {
 	return err != nil || retryable(r.status)
 }
 
+// downFor is how long after a failed fill stale entries are served at
+// once, rather than after another attempt that would likely fail too.
+const downFor = 5 * time.Second
+
+// upstreamDown reports whether a fill failed within the last downFor.
+func (a *Agent) upstreamDown() bool {
+	return a.now().UnixNano() < a.downUntil.Load()
+}
+
+// noteUpstream records the outcome of a fill for upstreamDown.
+func (a *Agent) noteUpstream(r *response, err error) {
+	if failed(r, err) {
+		a.downUntil.Store(a.now().Add(downFor).UnixNano())
+		return
+	}
+	if a.downUntil.Load() != 0 {
+		a.downUntil.Store(0)
+	}
+}
+
 // fill asks upstream for key under the agent's own deadline and caches
 // the answer for as long as its kind allows.
 func (a *Agent) fill(key string) (*response, error) {
@@ -384,6 +402,7 @@ func (a *Agent) fill(key string) (*response, error) {
 	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.UpstreamTimeout)
 	defer cancel()
 	resp, err := a.up.get(ctx, key)
+	a.noteUpstream(resp, err)
 	if err != nil {
 		a.log.Warn("upstream degraded", zap.String("path", pathOnly(key)), zap.Error(err))
 		return nil, errGateway
