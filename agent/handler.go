@@ -293,10 +293,10 @@ func checkTokenRequest(r *http.Request) (time.Duration, error) {
 	return parseTTL(r.Header[tokenTTLHeader])
 }
 
-// parseTTL accepts exactly one header value of 1 to 5 decimal digits
-// between 1 and 21600.
+// parseTTL accepts exactly one header value of decimal digits (at most 9,
+// so it cannot overflow) between 1 and 21600.
 func parseTTL(values []string) (time.Duration, error) {
-	if len(values) != 1 || len(values[0]) == 0 || len(values[0]) > 5 {
+	if len(values) != 1 || len(values[0]) == 0 || len(values[0]) > 9 {
 		return 0, errTTL
 	}
 	n := 0

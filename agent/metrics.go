@@ -64,6 +64,11 @@ func newMetrics(reg prometheus.Registerer, cacheStats func() (entries, bytes flo
 	responses := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
 		Name: "responses_total", Help: "Answers to consumers, by status code class."},
 		[]string{"code"})
+	for _, o := range []string{outcomeOK, outcomeNotFound, outcomeUnauthorized,
+		outcomeThrottled, outcomeClientError, outcomeServerError, outcomeTimeout,
+		outcomeError, outcomeLimited} {
+		m.upstreamBy.WithLabelValues(o) // every outcome exported from the start, at 0
+	}
 	for class := 2; class <= 5; class++ {
 		m.byClass[class] = responses.WithLabelValues(strconv.Itoa(class) + "xx")
 	}

@@ -123,7 +123,10 @@ func parseSubject(s string) (matcher, error) {
 		if err != nil {
 			return nil, fmt.Errorf("subject %q: bad CIDR: %w", s, err)
 		}
-		pfx = pfx.Masked()
+		if pfx != pfx.Masked() {
+			return nil, fmt.Errorf("subject %q: bad CIDR: host bits set, did you mean %s?",
+				s, pfx.Masked())
+		}
 		return func(c *Consumer) bool { return !c.Unix && pfx.Contains(c.Addr) }, nil
 	}
 	return nil, fmt.Errorf("subject %q: unknown kind %q", s, kind)

@@ -65,6 +65,7 @@ func TestPolicyErrorsNameTheLine(t *testing.T) {
 	}{
 		{"allow any /\npermit any /", "line 2: action \"permit\""},
 		{"allow cidr:10.0.0.0/33 /", "line 1: subject \"cidr:10.0.0.0/33\": bad CIDR"},
+		{"allow cidr:10.0.0.1/8 /", "line 1: subject \"cidr:10.0.0.1/8\": bad CIDR: host bits"},
 		{"\n\nallow group:no-such-group-here /", "line 3: group \"no-such-group-here\": not found"},
 		{"allow user:no-such-user-here /", "line 1: user \"no-such-user-here\": not found"},
 		{"allow uid:x /", "line 1: uid \"x\": want a number"},

@@ -70,10 +70,10 @@ func TestEnvironmentSetsFlagsAndFlagsWin(t *testing.T) {
 	}
 }
 
-func TestHelpExits2Quietly(t *testing.T) {
+func TestHelpExits0(t *testing.T) {
 	var out bytes.Buffer
 	err := run(t.Context(), []string{"-h"}, env(nil), &out)
-	if exitCode(err, &out) != 2 || !strings.Contains(out.String(), "-upstream") {
+	if exitCode(err, &out) != 0 || !strings.Contains(out.String(), "-upstream") {
 		t.Errorf("help: %v, output %q", err, out.String())
 	}
 }

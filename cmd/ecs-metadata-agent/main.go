@@ -20,17 +20,17 @@ func main() {
 	os.Exit(exitCode(err, os.Stderr))
 }
 
-// exitCode prints err and maps it to the process status: 2 for a bad
-// command line or configuration, 1 for anything else.
+// exitCode prints err and maps it to the process status: 0 after -h, 2
+// for a bad command line or configuration, 1 for anything else.
 func exitCode(err error, stderr io.Writer) int {
 	var ue *usageError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ue) && ue.help:
+		return 0
 	case errors.As(err, &ue):
-		if !ue.help {
-			fmt.Fprintln(stderr, "ecs-metadata-agent:", err)
-		}
+		fmt.Fprintln(stderr, "ecs-metadata-agent:", err)
 		return 2
 	}
 	fmt.Fprintln(stderr, "ecs-metadata-agent:", err)

@@ -22,7 +22,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	log.Info("starting", zap.Strings("listen", s.agent.Listen),
+	log.Info("starting", zap.String("upstream", s.agent.Upstream),
+		zap.Strings("listen", s.agent.Listen),
 		zap.String("admin_listen", s.agent.AdminListen), zap.Bool("simulate", s.agent.Simulate))
 	return agent.Run(ctx, s.agent, log)
 }

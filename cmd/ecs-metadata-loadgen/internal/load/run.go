@@ -46,6 +46,7 @@ type run struct {
 	end   time.Time // zero: no time limit
 	left  atomic.Int64
 	stop  atomic.Bool
+	next  atomic.Int64 // which request of the path cycle goes next, over all connections
 }
 
 // Run drives cfg.Target until the duration is over or the requests are
@@ -85,7 +86,7 @@ func (r *run) drive(ctx context.Context, conns []*conn) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.loop(ctx, i, c, tallies[i])
+			r.loop(ctx, c, tallies[i])
 		}()
 	}
 	wg.Wait()
@@ -134,13 +135,13 @@ func (r *run) result(tallies []*tally,
 
 // loop sends requests on c, redialling when the server closes it, until
 // the run is over.
-func (r *run) loop(ctx context.Context, i int, c *conn, t *tally) {
+func (r *run) loop(ctx context.Context, c *conn, t *tally) {
 	defer func() {
 		if c != nil {
 			c.close()
 		}
 	}()
-	for j := i; !r.stop.Load(); j++ {
+	for !r.stop.Load() {
 		start := time.Now()
 		if !r.end.IsZero() && !start.Before(r.end) {
 			return
@@ -149,7 +150,7 @@ func (r *run) loop(ctx context.Context, i int, c *conn, t *tally) {
 		if measured && r.cfg.Requests > 0 && r.left.Add(-1) < 0 {
 			return
 		}
-		c = r.once(ctx, c, j, start, measured, t)
+		c = r.once(ctx, c, int(r.next.Add(1)-1), start, measured, t)
 	}
 }
 
