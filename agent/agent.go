@@ -241,7 +241,8 @@ func (a *Agent) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.Ready() {
-			http.Error(w, "not ready: no upstream token yet", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: waiting for the upstream token and warm-up",
+				http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

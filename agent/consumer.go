@@ -24,8 +24,11 @@ type Consumer struct {
 	Unix     bool
 	UID, GID uint32
 	Groups   []uint32 // supplementary groups of a Unix peer (SO_PEERGROUPS)
-	Addr     netip.Addr
-	id       string // the limiter key, built once per connection
+	// GroupsUnknown is set when the peer's groups could not be read: group
+	// deny rules then match it, group allow rules do not (fail closed).
+	GroupsUnknown bool
+	Addr          netip.Addr
+	id            string // the limiter key, built once per connection
 }
 
 // String names the consumer for logs: "uid=1000 gid=1000" or an address.
@@ -72,26 +75,36 @@ func peerCred(uc *net.UnixConn) *Consumer {
 	}); err != nil || credErr != nil {
 		return nil
 	}
-	return &Consumer{Unix: true, UID: cred.Uid, GID: cred.Gid, Groups: peerGroups(raw),
-		id: "uid=" + strconv.Itoa(int(cred.Uid)) + " gid=" + strconv.Itoa(int(cred.Gid))}
+	groups, ok := peerGroups(raw)
+	return &Consumer{Unix: true, UID: cred.Uid, GID: cred.Gid, Groups: groups,
+		GroupsUnknown: !ok,
+		id:            "uid=" + strconv.Itoa(int(cred.Uid)) + " gid=" + strconv.Itoa(int(cred.Gid))}
 }
 
 // peerGroups reads SO_PEERGROUPS (Linux 4.13 and later): the peer's
 // supplementary groups, so that a policy can grant access by membership.
 // It returns nil where the kernel does not support it.
-func peerGroups(raw syscall.RawConn) []uint32 {
-	var groups []uint32
+func peerGroups(raw syscall.RawConn) (groups []uint32, ok bool) {
 	_ = raw.Control(func(fd uintptr) {
-		buf := make([]uint32, 256)
-		size := uint32(len(buf) * 4)
-		_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET,
-			unix.SO_PEERGROUPS, uintptr(unsafe.Pointer(&buf[0])),
-			uintptr(unsafe.Pointer(&size)), 0)
-		if errno == 0 {
-			groups = buf[:size/4]
+		// A peer in more groups than the buffer holds gets ERANGE with the
+		// size needed; one more try with that size (NGROUPS_MAX is 65536).
+		for n := 256; n <= 65536 && !ok; {
+			buf := make([]uint32, n)
+			size := uint32(n * 4)
+			_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET,
+				unix.SO_PEERGROUPS, uintptr(unsafe.Pointer(&buf[0])),
+				uintptr(unsafe.Pointer(&size)), 0)
+			switch {
+			case errno == 0:
+				groups, ok = buf[:size/4], true
+			case errno == unix.ERANGE && int(size/4) > n:
+				n = int(size / 4)
+			default:
+				return
+			}
 		}
 	})
-	return groups
+	return groups, ok
 }
 
 // consumerFrom returns the request's consumer, falling back to its remote

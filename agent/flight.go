@@ -11,9 +11,10 @@ type call[T any] struct {
 }
 
 // flight collapses concurrent work on one key into one call. Unlike
-// golang.org/x/sync/singleflight it tells a caller whether it joined a call
-// under way, which the collapsed-waits metric counts. Its zero value is
-// ready; it is safe for concurrent use.
+// golang.org/x/sync/singleflight it lets a caller see a call under way
+// before starting one (joinable), so that joining is counted as a
+// collapsed wait and starting is charged to the consumer's bucket. Its
+// zero value is ready; it is safe for concurrent use.
 type flight[T any] struct {
 	mu    sync.Mutex
 	calls map[string]*call[T]
@@ -27,19 +28,18 @@ func (f *flight[T]) joinable(key string) *call[T] {
 }
 
 // start returns the call under way for key, or starts fn in a new goroutine
-// and returns its call. joined says whether the call was already under way.
-// fn runs detached from every caller, so a caller that stops waiting
-// cancels nothing for the others.
-func (f *flight[T]) start(key string, fn func() (T, error)) (c *call[T], joined bool) {
+// and returns its call. fn runs detached from every caller, so a caller
+// that stops waiting cancels nothing for the others.
+func (f *flight[T]) start(key string, fn func() (T, error)) *call[T] {
 	f.mu.Lock()
 	if c, ok := f.calls[key]; ok {
 		f.mu.Unlock()
-		return c, true
+		return c
 	}
 	if f.calls == nil {
 		f.calls = make(map[string]*call[T])
 	}
-	c = &call[T]{done: make(chan struct{})}
+	c := &call[T]{done: make(chan struct{})}
 	f.calls[key] = c
 	f.mu.Unlock()
 	go func() {
@@ -49,5 +49,5 @@ func (f *flight[T]) start(key string, fn func() (T, error)) (c *call[T], joined 
 		f.mu.Unlock()
 		close(c.done)
 	}()
-	return c, false
+	return c
 }

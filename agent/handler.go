@@ -50,7 +50,7 @@ var (
 	errDenied       = &httpError{http.StatusForbidden, "denied by the access policy", ""}
 	errConsumerRate = &httpError{http.StatusTooManyRequests,
 		"too many uncached requests or token requests from this consumer", ""}
-	errGaveUp = &httpError{499, "client gave up", ""}
+	errGaveUp = &httpError{http.StatusServiceUnavailable, "gave up waiting for upstream", ""}
 )
 
 const maxTokenTTL = 21600
@@ -78,7 +78,10 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	resp, err := a.lookup(r.Context(), key, r)
+	// Not r.Context(): the fill a consumer waits on ends within
+	// --upstream-timeout anyway, and a client that half-closes its side
+	// (which cancels that context) must still get its answer, not none.
+	resp, err := a.lookup(context.Background(), key, r)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -323,9 +326,13 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	case state == cache.Fresh:
 		a.m.hits.Inc()
 		return resp, nil
-	case state == cache.Stale && (a.upstreamDown() ||
-		resp.revalidate && a.servableWhileRefreshing(resp)):
+	case state == cache.Stale && resp.revalidate && a.servableWhileRefreshing(resp):
 		a.m.stale.Inc()
+		a.refresh(key)
+		return resp, nil
+	case state == cache.Stale && a.upstreamDown():
+		a.m.stale.Inc()
+		a.log.Warn("serving stale", zap.String("path", pathOnly(key)))
 		a.refresh(key)
 		return resp, nil
 	}
@@ -344,10 +351,12 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	case <-ctx.Done():
 		return nil, errGaveUp
 	}
-	if state == cache.Stale && failed(c.val, c.err) {
+	// The fill may have taken until past the stale limit (or Expiration):
+	// only an entry that is still stale now is served in its place.
+	if stale, st := a.cache.Peek(key); st == cache.Stale && failed(c.val, c.err) {
 		a.m.stale.Inc()
 		a.log.Warn("serving stale", zap.String("path", pathOnly(key)))
-		return resp, nil
+		return stale, nil
 	}
 	return c.val, c.err
 }
@@ -364,8 +373,7 @@ func (a *Agent) servableWhileRefreshing(r *response) bool {
 
 // refresh starts filling key from upstream, or joins the fill under way.
 func (a *Agent) refresh(key string) *call[*response] {
-	c, _ := a.flight.start(key, func() (*response, error) { return a.fill(key) })
-	return c
+	return a.flight.start(key, func() (*response, error) { return a.fill(key) })
 }
 
 func failed(r *response, err error) bool {
@@ -453,6 +461,9 @@ func (a *Agent) write(w http.ResponseWriter, r *http.Request, resp *response) {
 	h := w.Header()
 	h["Content-Type"] = resp.contentType
 	h["Content-Length"] = resp.contentLength
+	if resp.location != nil {
+		h["Location"] = resp.location
+	}
 	a.m.respond(resp.status)
 	w.WriteHeader(resp.status)
 	if r.Method != http.MethodHead {
@@ -466,9 +477,6 @@ func (a *Agent) fail(w http.ResponseWriter, err error) {
 	var he *httpError
 	if !errors.As(err, &he) {
 		he = errGateway
-	}
-	if he == errGaveUp {
-		return
 	}
 	h := w.Header()
 	if he.allow != "" {

@@ -84,7 +84,7 @@ func parseRule(f []string) (policyRule, error) {
 	default:
 		return r, fmt.Errorf("action %q: want allow or deny", f[0])
 	}
-	who, err := parseSubject(f[1])
+	who, err := parseSubject(f[1], r.allow)
 	if err != nil {
 		return r, err
 	}
@@ -95,7 +95,9 @@ func parseRule(f []string) (policyRule, error) {
 	return r, nil
 }
 
-func parseSubject(s string) (matcher, error) {
+// parseSubject builds the matcher of s; allow says whether the rule
+// allows, so that a peer whose groups are unknown fails closed.
+func parseSubject(s string, allow bool) (matcher, error) {
 	switch s {
 	case "any":
 		return func(*Consumer) bool { return true }, nil
@@ -106,8 +108,8 @@ func parseSubject(s string) (matcher, error) {
 	}
 	kind, v, ok := strings.Cut(s, ":")
 	if !ok {
-		return nil, fmt.Errorf("subject %q: want any, unix, tcp, uid:, user:, gid:, group: "+
-			"or cidr:", s)
+		return nil, fmt.Errorf("subject %q: want any, unix, tcp, or uid:, user:, gid:, "+
+			"group: or cidr: with a value", s)
 	}
 	switch kind {
 	case "uid", "user":
@@ -116,7 +118,8 @@ func parseSubject(s string) (matcher, error) {
 		})
 	case "gid", "group":
 		return idMatcher(kind, v, lookupGID, func(c *Consumer, id uint32) bool {
-			return c.Unix && (c.GID == id || slices.Contains(c.Groups, id))
+			return c.Unix && (c.GID == id || slices.Contains(c.Groups, id) ||
+				c.GroupsUnknown && !allow)
 		})
 	case "cidr":
 		pfx, err := netip.ParsePrefix(v)
@@ -191,11 +194,13 @@ func (p *Policy) Allow(c *Consumer, path string) (bool, int) {
 	return true, 0
 }
 
-// matchPrefix matches whole segments, and a directory rule also covers
-// the directory named without its trailing slash.
+// matchPrefix matches whole segments: a prefix covers itself and what is
+// below it ("/a/b" covers "/a/b" and "/a/b/c", not "/a/bc"), and a
+// directory rule also covers the directory named without its slash.
 func matchPrefix(path, prefix string) bool {
-	if strings.HasSuffix(prefix, "/") && path == prefix[:len(prefix)-1] {
-		return true
+	if strings.HasSuffix(prefix, "/") {
+		return strings.HasPrefix(path, prefix) || path == prefix[:len(prefix)-1]
 	}
-	return strings.HasPrefix(path, prefix)
+	return strings.HasPrefix(path, prefix) &&
+		(len(path) == len(prefix) || path[len(prefix)] == '/')
 }

@@ -15,6 +15,7 @@ type response struct {
 	contentType   []string // nil: upstream sent none, and none is invented
 	contentLength []string
 	body          []byte
+	location      []string  // Location of a 3xx, passed on as upstream gave it
 	revalidate    bool      // a stale copy is served while a refresh runs
 	expires       time.Time // with revalidate: never served at or past this
 }

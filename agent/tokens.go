@@ -20,7 +20,7 @@ type tokenStore struct {
 	now func() time.Time
 	max int
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	expiry map[string]time.Time
 	order  expiryHeap
 }
@@ -65,8 +65,8 @@ func (s *tokenStore) issue(ttl time.Duration) string {
 // valid reports whether tok was issued here and has not expired.
 func (s *tokenStore) valid(tok string) bool {
 	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	exp, ok := s.expiry[tok]
 	return ok && now.Before(exp)
 }

@@ -51,6 +51,8 @@ type upstream struct {
 	refreshAt time.Time
 	expiresAt time.Time
 	fetching  *call[string] // the token PUT under way, if any
+	retryAt   time.Time     // after a failed PUT, none before this
+	backoff   time.Duration // the wait after the last failed PUT
 }
 
 func newUpstream(life context.Context, cfg Config, now func() time.Time, log *zap.Logger,
@@ -169,7 +171,11 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 		return nil, fmt.Errorf("%w: reading body: %s", errUpstream, describe(err))
 	}
 	u.m.upstream(outcomeOf(res.StatusCode, nil))
-	return newResponse(res.StatusCode, res.Header["Content-Type"], body), nil
+	r := newResponse(res.StatusCode, res.Header["Content-Type"], body)
+	if res.StatusCode/100 == 3 {
+		r.location = res.Header["Location"]
+	}
+	return r, nil
 }
 
 // readBody reads at most maxUpstreamBody+1 bytes into a slice of exactly
@@ -213,13 +219,17 @@ func (u *upstream) currentToken(ctx context.Context) (string, error) {
 		now := u.now()
 		u.mu.Lock()
 		tok, valid, due := u.token, now.Before(u.expiresAt), !now.Before(u.refreshAt)
+		backingOff := now.Before(u.retryAt) && u.fetching == nil
 		var c *call[string]
-		if !valid || due {
+		if (!valid || due) && !backingOff {
 			c = u.startFetchLocked()
 		}
 		u.mu.Unlock()
 		if valid {
 			return tok, nil
+		}
+		if c == nil {
+			return "", fmt.Errorf("%w: no token; the last token request failed", errUpstream)
 		}
 		select {
 		case <-c.done:
@@ -242,6 +252,7 @@ func (u *upstream) startFetchLocked() *call[string] {
 		ctx, cancel := context.WithTimeout(u.life, u.timeout)
 		defer cancel()
 		c.val, c.err = u.fetchToken(ctx)
+		u.noteTokenResult(c.err)
 		u.mu.Lock()
 		u.fetching = nil
 		u.mu.Unlock()
@@ -279,6 +290,26 @@ func (u *upstream) fetchToken(ctx context.Context) (string, error) {
 	u.storeToken(string(body), issued)
 	u.m.tokenRefresh(true)
 	return string(body), nil
+}
+
+// Waits after failed token requests: doubling from minTokenBackoff to
+// maxTokenBackoff, so that a failing upstream is not asked on every miss.
+const (
+	minTokenBackoff = time.Second
+	maxTokenBackoff = 30 * time.Second
+)
+
+// noteTokenResult starts or ends the backoff of token requests.
+func (u *upstream) noteTokenResult(err error) {
+	now := u.now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err == nil {
+		u.retryAt, u.backoff = time.Time{}, 0
+		return
+	}
+	u.backoff = min(max(u.backoff*2, minTokenBackoff), maxTokenBackoff)
+	u.retryAt = now.Add(u.backoff)
 }
 
 // storeToken keeps tok and plans its refresh at 70 to 80 percent of its
