@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -50,35 +49,19 @@ func TestStaleNeverOutlivesExpirationDuringAFill(t *testing.T) {
 	clk := fakeclock.New(t0)
 	exp := t0.Add(time.Hour)
 	var calls atomic.Int32
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.Method == http.MethodPut:
-			_, _ = w.Write([]byte("upstream-token"))
-		case calls.Add(1) == 1:
+	a := agentFor(t, fakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
 			_, _ = fmt.Fprintf(w, `{"Code":"Success","Expiration":"%s"}`, exp.Format(time.RFC3339))
-		default:
-			clk.Set(exp.Add(time.Second))
-			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
 		}
-	}))
-	defer up.Close()
-	cfg := Defaults()
-	cfg.Upstream = up.URL
-	a, err := New(cfg, Options{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	get := func() *httptest.ResponseRecorder {
-		w := httptest.NewRecorder()
-		a.ServeHTTP(w, httptest.NewRequest(http.MethodGet, credsPath, nil))
-		return w
-	}
-	if w := get(); w.Code != 200 {
+		clk.Set(exp.Add(time.Second))
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}), clk.Now)
+	if w := serveOne(a, credsPath); w.Code != 200 {
 		t.Fatalf("first read: %d", w.Code)
 	}
 	clk.Set(exp.Add(-time.Second)) // inside the last 15 minutes: the read waits for the fill
-	if w := get(); w.Code == 200 {
+	if w := serveOne(a, credsPath); w.Code == 200 {
 		t.Errorf("after Expiration passed during the fill: 200 %q, want an error", w.Body)
 	}
 }
@@ -145,23 +128,10 @@ func TestUnknownGroupsFailClosed(t *testing.T) {
 // TestUpstreamRedirectKeepsLocation: a 3xx from upstream is passed on
 // with its Location, not followed and not stripped.
 func TestUpstreamRedirectKeepsLocation(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			_, _ = w.Write([]byte("upstream-token"))
-			return
-		}
+	a := agentFor(t, fakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/latest/meta-data/elsewhere", http.StatusMovedPermanently)
-	}))
-	defer up.Close()
-	cfg := Defaults()
-	cfg.Upstream = up.URL
-	a, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	w := httptest.NewRecorder()
-	a.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/latest/meta-data/moved", nil))
+	}), nil)
+	w := serveOne(a, "/latest/meta-data/moved")
 	if w.Code != 301 || w.Header().Get("Location") != "/latest/meta-data/elsewhere" {
 		t.Errorf("upstream 301: %d Location %q", w.Code, w.Header().Get("Location"))
 	}

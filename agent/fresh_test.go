@@ -322,24 +322,11 @@ func TestTokenFloodIsLimitedPerConsumer(t *testing.T) {
 // behind hands out a set already past its Expiration; the agent answers
 // 502 rather than pass it on.
 func TestUpstreamExpiredCredentialsAreNotServed(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			_, _ = w.Write([]byte("upstream-token"))
-			return
-		}
+	a := agentFor(t, fakeUpstream(t, func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintf(w, `{"Code":"Success","Expiration":"%s"}`,
 			t0.Add(-time.Second).Format(time.RFC3339))
-	}))
-	defer up.Close()
-	cfg := Defaults()
-	cfg.Upstream = up.URL
-	a, err := New(cfg, Options{Now: func() time.Time { return t0 }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	w := httptest.NewRecorder()
-	a.ServeHTTP(w, httptest.NewRequest(http.MethodGet, credsPath, nil))
+	}), func() time.Time { return t0 })
+	w := serveOne(a, credsPath)
 	if w.Code != http.StatusBadGateway || strings.Contains(w.Body.String(), "Expiration") {
 		t.Errorf("expired set from upstream: %d %q, want 502 without the set", w.Code, w.Body)
 	}

@@ -288,15 +288,7 @@ func total(m map[string]int) int {
 // request ends with 508 instead of circling.
 func TestLoopIsDetected(t *testing.T) {
 	r := newRig(t, simulator.Options{}, nil)
-	cfg := Defaults()
-	cfg.Upstream = r.srv.URL
-	front, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer front.Close()
-	w := httptest.NewRecorder()
-	front.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/latest/meta-data/instance-id", nil))
+	w := serveOne(agentFor(t, r.srv.URL, nil), "/latest/meta-data/instance-id")
 	if w.Code != http.StatusLoopDetected && w.Code != http.StatusBadGateway {
 		t.Errorf("agent behind an agent: %d, want 508 or 502", w.Code)
 	}

@@ -92,3 +92,39 @@ func mustContain(t *testing.T, what, got, want string) {
 		t.Errorf("%s = %q, want it to contain %q", what, got, want)
 	}
 }
+
+// agentFor is an agent in front of the upstream at url, on the clock now
+// (nil: time.Now), closed when the test ends.
+func agentFor(t *testing.T, url string, now func() time.Time) *Agent {
+	t.Helper()
+	cfg := Defaults()
+	cfg.Upstream = url
+	a, err := New(cfg, Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// fakeUpstream answers token PUTs with a fixed token and every read with
+// read; it stops when the test ends and returns its URL.
+func fakeUpstream(t *testing.T, read http.HandlerFunc) string {
+	t.Helper()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			_, _ = w.Write([]byte("upstream-token"))
+			return
+		}
+		read(w, r)
+	}))
+	t.Cleanup(up.Close)
+	return up.URL
+}
+
+// serveOne sends one GET of target to a, in process.
+func serveOne(a *Agent, target string) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	a.ServeHTTP(w, httptest.NewRequest(http.MethodGet, target, nil))
+	return w
+}

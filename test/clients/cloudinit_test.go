@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -43,7 +42,7 @@ func (c *cloudInit) newToken() error {
 		return err
 	}
 	req.Header.Set("X-aliyun-ecs-metadata-token-ttl-seconds", "21600")
-	status, body, err := c.do(req)
+	status, body, err := roundTrip(c.client, req)
 	if err != nil || status != http.StatusOK {
 		return fmt.Errorf("token PUT: %d %q, %v", status, body, err)
 	}
@@ -81,18 +80,9 @@ func (c *cloudInit) read(path string) (int, []byte, error) {
 		return 0, nil, err
 	}
 	req.Header.Set("X-aliyun-ecs-metadata-token", c.token)
-	return c.do(req)
+	return roundTrip(c.client, req)
 }
 
-func (c *cloudInit) do(req *http.Request) (int, []byte, error) {
-	res, err := c.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	return res.StatusCode, body, err
-}
 
 // readFunc answers a GET of path.
 type readFunc func(path string) (int, []byte, error)

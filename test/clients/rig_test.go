@@ -223,3 +223,15 @@ func (r *recorder) Write(b []byte) (int, error) {
 	r.body.Write(b)
 	return r.ResponseWriter.Write(b)
 }
+
+// roundTrip sends req with client and returns the status and the whole
+// body, as the test clients read every answer.
+func roundTrip(client *http.Client, req *http.Request) (int, []byte, error) {
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	return res.StatusCode, body, err
+}

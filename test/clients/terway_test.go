@@ -3,7 +3,6 @@ package clients
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -65,7 +64,7 @@ func (c *terway) currentToken() (string, error) {
 	}
 	req.Header.Set("X-aliyun-ecs-metadata-token-ttl-seconds", "21600")
 	c.puts++
-	status, body, err := c.do(req)
+	status, body, err := roundTrip(c.client, req)
 	if err != nil || status != http.StatusOK {
 		return "", fmt.Errorf("token PUT: %d %q, %v", status, body, err)
 	}
@@ -79,18 +78,9 @@ func (c *terway) read(path, tok string) (int, []byte, error) {
 		return 0, nil, err
 	}
 	req.Header.Set("X-aliyun-ecs-metadata-token", tok)
-	return c.do(req)
+	return roundTrip(c.client, req)
 }
 
-func (c *terway) do(req *http.Request) (int, []byte, error) {
-	res, err := c.client.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	return res.StatusCode, body, err
-}
 
 // TestTerwayTimeline runs terway's habits against the in-process agent on
 // a fake clock, as a timeline: one token reused for three hours, then a
