@@ -83,7 +83,6 @@ func (c *cloudInit) read(path string) (int, []byte, error) {
 	return roundTrip(c.client, req)
 }
 
-
 // readFunc answers a GET of path.
 type readFunc func(path string) (int, []byte, error)
 

@@ -81,7 +81,6 @@ func (c *terway) read(path, tok string) (int, []byte, error) {
 	return roundTrip(c.client, req)
 }
 
-
 // TestTerwayTimeline runs terway's habits against the in-process agent on
 // a fake clock, as a timeline: one token reused for three hours, then a
 // new one; an agent restart that forgets it (a 401, a new token, one
