@@ -187,11 +187,7 @@ func TestWarmupBeforeReady(t *testing.T) {
 func TestConsumerLimit(t *testing.T) {
 	r := newRig(t, simulator.Options{}, func(c *Config) { c.ConsumerRate, c.ConsumerBurst = 1, 5 })
 	get := func(from, path string) int {
-		req := httptest.NewRequest(http.MethodGet, path, nil)
-		req.RemoteAddr = from + ":40000"
-		w := httptest.NewRecorder()
-		r.agent.ServeHTTP(w, req)
-		return w.Code
+		return serveFrom(r.agent, http.MethodGet, path, from).Code
 	}
 	codes := map[int]int{}
 	for i := 0; i < 20; i++ {
@@ -299,12 +295,8 @@ func TestMaintainRefreshesAhead(t *testing.T) {
 func TestTokenFloodIsLimitedPerConsumer(t *testing.T) {
 	r := newRig(t, simulator.Options{}, func(c *Config) { c.ConsumerRate, c.ConsumerBurst = 1, 5 })
 	put := func(from string) int {
-		req := httptest.NewRequest(http.MethodPut, "/latest/api/token", nil)
-		req.Header.Set("X-aliyun-ecs-metadata-token-ttl-seconds", "60")
-		req.RemoteAddr = from + ":40000"
-		w := httptest.NewRecorder()
-		r.agent.ServeHTTP(w, req)
-		return w.Code
+		return serveFrom(r.agent, http.MethodPut, "/latest/api/token", from,
+			"X-aliyun-ecs-metadata-token-ttl-seconds", "60").Code
 	}
 	codes := map[int]int{}
 	for i := 0; i < 20; i++ {

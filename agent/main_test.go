@@ -124,7 +124,18 @@ func fakeUpstream(t *testing.T, read http.HandlerFunc) string {
 
 // serveOne sends one GET of target to a, in process.
 func serveOne(a *Agent, target string) *httptest.ResponseRecorder {
+	return serveFrom(a, http.MethodGet, target, "192.0.2.9")
+}
+
+// serveFrom sends one request to a, in process, as if from the address
+// from, with header name-value pairs.
+func serveFrom(a *Agent, method, target, from string, hdr ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, nil)
+	req.RemoteAddr = from + ":40000"
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	w := httptest.NewRecorder()
-	a.ServeHTTP(w, httptest.NewRequest(http.MethodGet, target, nil))
+	a.ServeHTTP(w, req)
 	return w
 }

@@ -79,7 +79,8 @@ func newMetrics(reg prometheus.Registerer, cacheStats func() (entries, bytes flo
 	reg.MustRegister(m.hits, m.misses, m.stale, m.collapsed, m.upstreamBy, tokens,
 		m.consumerTokens, m.denials, responses, m.ready,
 		gauge("cache_entries", "Entries in the cache.", func(e, _ float64) float64 { return e }),
-		gauge("cache_bytes", "Weight of the cache: keys, bodies and bookkeeping.", func(_, b float64) float64 { return b }))
+		gauge("cache_bytes", "Weight of the cache: keys, bodies and bookkeeping.",
+			func(_, b float64) float64 { return b }))
 	return m
 }
 

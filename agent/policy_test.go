@@ -88,11 +88,7 @@ func TestPolicyInTheAgent(t *testing.T) {
 	}
 	r := newRig(t, simulator.Options{}, func(c *Config) { c.PolicyFile = file })
 	get := func(from, path string) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodGet, path, nil)
-		req.RemoteAddr = from + ":40000"
-		w := httptest.NewRecorder()
-		r.agent.ServeHTTP(w, req)
-		return w
+		return serveFrom(r.agent, http.MethodGet, path, from)
 	}
 	w := get("10.9.9.9", credsPath)
 	if w.Code != 403 || !strings.Contains(w.Body.String(), "policy") ||
