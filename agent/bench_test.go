@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"sync"
 	"testing"
@@ -82,8 +83,9 @@ func serveOnce(b *testing.B, a *Agent, r *http.Request, want int) {
 	}
 }
 
-// BenchmarkHit is the cache-hit path through ServeHTTP: target and path
-// checks, the token check, the cache lookup and the write.
+// BenchmarkHit is the cache-hit path through ServeHTTP, as net/http
+// serves the requests the lean path hands it: target and path checks, the
+// token check, the cache lookup and the write.
 func BenchmarkHit(b *testing.B) {
 	a, _ := newBenchAgent(b)
 	tok := issueBenchToken(b, a)
@@ -99,12 +101,54 @@ func BenchmarkHit(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			r := httptest.NewRequest(http.MethodGet, c.target, nil)
+			r := fromTCP(httptest.NewRequest(http.MethodGet, c.target, nil))
 			for k, v := range c.headers {
 				r.Header.Set(k, v)
 			}
 			serveOnce(b, a, r, http.StatusOK) // fills the cache
 			benchServe(b, a, r)
+		})
+	}
+}
+
+// fromTCP makes r look as it does behind the agent's own server: from a
+// TCP consumer (as ConnContext records it), for a loopback Host.
+func fromTCP(r *http.Request) *http.Request {
+	r.Host = "127.0.0.1:8080"
+	who := &Consumer{Addr: netip.MustParseAddr("127.0.0.1"), id: "127.0.0.1", tcp: true}
+	return r.WithContext(context.WithValue(r.Context(), consumerKey{}, who))
+}
+
+// BenchmarkLeanHit is a cache hit on the lean path without the network:
+// parsing the request head, the checks, the lookup and writing the answer
+// into the connection's buffer.
+func BenchmarkLeanHit(b *testing.B) {
+	a, _ := newBenchAgent(b)
+	tok := issueBenchToken(b, a)
+	for _, c := range []struct{ name, head string }{
+		{"instance-id", get("/latest/meta-data/instance-id",
+			hdr("User-Agent", "Go-http-client/1.1"), hdr("Accept-Encoding", "gzip"))},
+		{"with-token", get("/latest/meta-data/instance-id", hdr(tokenName, tok))},
+		{"pkcs7-audience", get("/latest/dynamic/instance-identity/pkcs7?audience=bench")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := &leanServer{a: a}
+			var out bytes.Buffer
+			lc := &leanConn{s: s, who: &Consumer{id: "127.0.0.1", tcp: true},
+				bw: bufio.NewWriterSize(&out, leanBufSize)}
+			head := []byte(c.head)
+			b.ReportAllocs()
+			for b.Loop() {
+				out.Reset()
+				lc.bw.Reset(&out)
+				if _, err := lc.answer(head); err != nil {
+					b.Fatal(err)
+				}
+				_ = lc.bw.Flush()
+			}
+			if !bytes.HasPrefix(out.Bytes(), []byte("HTTP/1.1 200 OK\r\n")) {
+				b.Fatalf("answer %q", out.Bytes())
+			}
 		})
 	}
 }
@@ -127,10 +171,10 @@ func benchServe(b *testing.B, a *Agent, r *http.Request) {
 func BenchmarkHitParallel(b *testing.B) {
 	a, _ := newBenchAgent(b)
 	const path = "/latest/meta-data/instance-id"
-	serveOnce(b, a, httptest.NewRequest(http.MethodGet, path, nil), http.StatusOK)
+	serveOnce(b, a, fromTCP(httptest.NewRequest(http.MethodGet, path, nil)), http.StatusOK)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		r := httptest.NewRequest(http.MethodGet, path, nil)
+		r := fromTCP(httptest.NewRequest(http.MethodGet, path, nil))
 		w := newBenchWriter()
 		for pb.Next() {
 			w.reset()
@@ -291,11 +335,12 @@ func issueBenchToken(b *testing.B, a *Agent) string {
 	return w.Body.String()
 }
 
-// BenchmarkHitServer is a hit through a real http.Server on loopback, one
+// BenchmarkHitServer is a hit through a real server on loopback, one
 // keep-alive connection, one request at a time: allocs/op is what a hit
-// costs with net/http's share included, since the client below allocates
-// nothing. The bare case is a handler that writes a fixed answer, for
-// comparison.
+// costs with the server's share included, since the client below
+// allocates nothing. "agent" is served as Run serves it (the lean path),
+// "agent-net-http" by a plain http.Server with the full handler, and
+// "bare" is a handler that writes a fixed answer, for comparison.
 func BenchmarkHitServer(b *testing.B) {
 	a, _ := newBenchAgent(b)
 	body := []byte("i-bench")
@@ -303,10 +348,14 @@ func BenchmarkHitServer(b *testing.B) {
 		w.Header()["Content-Type"] = []string{"text/plain"}
 		_, _ = w.Write(body)
 	})
+	b.Run("agent", func(b *testing.B) {
+		benchRoundTrips(b, serveAgent(b, a).Listener.Addr().String(),
+			"/latest/meta-data/instance-id")
+	})
 	for _, c := range []struct {
 		name string
 		h    http.Handler
-	}{{"agent", a}, {"bare", bare}} {
+	}{{"agent-net-http", a}, {"bare", bare}} {
 		b.Run(c.name, func(b *testing.B) {
 			addr := benchServer(b, c.h)
 			benchRoundTrips(b, addr, "/latest/meta-data/instance-id")

@@ -29,6 +29,7 @@ type Consumer struct {
 	GroupsUnknown bool
 	Addr          netip.Addr
 	id            string // the limiter key, built once per connection
+	tcp           bool   // known to have come over TCP
 }
 
 // String names the consumer for logs: "uid=1000 gid=1000" or an address.
@@ -41,7 +42,14 @@ func (a *Agent) ConnContext(ctx context.Context, conn net.Conn) context.Context 
 }
 
 func consumerOf(conn net.Conn) *Consumer {
-	if nc, ok := conn.(interface{ NetConn() net.Conn }); ok {
+	if hc, ok := conn.(*handedConn); ok {
+		return hc.who // read when the lean path took the connection
+	}
+	for {
+		nc, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
 		conn = nc.NetConn() // under the connection limit's wrapper
 	}
 	if uc, ok := conn.(*net.UnixConn); ok {
@@ -49,7 +57,9 @@ func consumerOf(conn net.Conn) *Consumer {
 			return c
 		}
 	}
-	return addrConsumer(conn.RemoteAddr().String())
+	c := addrConsumer(conn.RemoteAddr().String())
+	_, c.tcp = conn.(*net.TCPConn)
+	return c
 }
 
 func addrConsumer(remote string) *Consumer {
@@ -114,13 +124,6 @@ func consumerFrom(r *http.Request) *Consumer {
 		return c
 	}
 	return addrConsumer(r.RemoteAddr)
-}
-
-func consumerOrNil(r *http.Request) *Consumer {
-	if r == nil {
-		return nil
-	}
-	return consumerFrom(r)
 }
 
 // maxTrackedConsumers bounds the per-consumer limiters kept; the least

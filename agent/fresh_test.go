@@ -3,7 +3,6 @@ package agent
 import (
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -54,8 +53,7 @@ func TestThrottledUpstream(t *testing.T) {
 	}
 	defer a.Close()
 	a.Start(nil)
-	srv := httptest.NewServer(a)
-	defer srv.Close()
+	srv := serveAgent(t, a)
 	waitFor(t, a.Ready)
 	sim.SetRateLimit(5, 1)
 	sim.ResetStats()
@@ -78,7 +76,7 @@ func TestThrottledUpstream(t *testing.T) {
 }
 
 // herd sends n concurrent GETs of path and counts the answers by status.
-func herd(srv *httptest.Server, path string, n int) map[int]int {
+func herd(srv *testServer, path string, n int) map[int]int {
 	var mu sync.Mutex
 	got := map[int]int{}
 	var wg sync.WaitGroup

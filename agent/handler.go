@@ -61,11 +61,15 @@ const maxTarget = 1024
 
 // ServeHTTP answers one consumer request. It routes by hand, not with
 // http.ServeMux, which would answer some metadata paths with redirects.
+// Most requests never come here: the agent's own listeners answer plain
+// ones on the lean path (conn.go), which makes the same checks in the
+// same order.
 func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 {
 		refuseBody(w)
 	}
-	if err := checkTarget(r); err != nil {
+	q := readRequestOf(r)
+	if err := checkTarget(r, &q); err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -73,20 +77,50 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.serveToken(w, r)
 		return
 	}
-	key, err := a.checkRead(r)
-	if err != nil {
+	if err := a.checkRead(&q); err != nil {
 		a.fail(w, err)
 		return
+	}
+	key := q.path
+	if q.query != "" {
+		key += "?" + q.query
 	}
 	// Not r.Context(): the fill a consumer waits on ends within
 	// --upstream-timeout anyway, and a client that half-closes its side
 	// (which cancels that context) must still get its answer, not none.
-	resp, err := a.lookup(context.Background(), key, r)
+	resp, err := a.lookup(context.Background(), key, q.who)
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
 	a.write(w, r, resp)
+}
+
+// readRequest is what the checks read of a consumer's request, whether
+// net/http parsed it or the lean path did. On the lean path its strings
+// alias the connection's buffer: nothing may keep them past the request.
+type readRequest struct {
+	method  string
+	host    string // the Host header; "" also when the target named a host
+	path    string // decoded
+	rawPath string // as url.URL has it: "" when path needs no escaping
+	query   string
+	token   string // the first consumer token header
+	tokens  int    // how many consumer token headers there were
+	loop    bool   // the agents' hop header is present
+	body    bool   // the request announced a body
+	who     *Consumer
+}
+
+func readRequestOf(r *http.Request) readRequest {
+	q := readRequest{method: r.Method, host: r.Host, path: r.URL.Path,
+		rawPath: r.URL.RawPath, query: r.URL.RawQuery, who: consumerFrom(r),
+		body: r.ContentLength != 0 || len(r.TransferEncoding) > 0}
+	_, q.loop = r.Header[loopHeader]
+	if v := r.Header[tokenHeader]; len(v) > 0 {
+		q.token, q.tokens = v[0], len(v)
+	}
+	return q
 }
 
 // refuseBody readies the answer to a request that has a body, which the
@@ -102,18 +136,18 @@ func refuseBody(w http.ResponseWriter) {
 // checkTarget refuses CONNECT, HTTP/1.0 requests that name no host, and
 // absolute-form requests for any host but the metadata service's: the
 // agent is never an open proxy.
-func checkTarget(r *http.Request) error {
+func checkTarget(r *http.Request, q *readRequest) error {
 	if r.Method == http.MethodConnect {
 		return errConnect
 	}
-	if _, ok := r.Header[loopHeader]; ok {
+	if q.loop {
 		return errLoop
 	}
 	if r.Host == "" && !r.ProtoAtLeast(1, 1) {
 		return errNoHost // HTTP/1.1 requires one; net/http enforces that
 	}
 	if r.URL.Host == "" && r.URL.Scheme == "" {
-		return checkHost(r)
+		return checkHost(q.host, q.who)
 	}
 	host := strings.TrimSuffix(r.URL.Host, ":80")
 	if r.URL.Scheme != "http" || host != MetadataHost {
@@ -127,8 +161,7 @@ func checkTarget(r *http.Request) error {
 // would send its name, while every real consumer names an address (the
 // metadata service's, a loopback or link-local one). Unix-socket clients
 // cannot be reached from a browser and may send any Host.
-func checkHost(r *http.Request) error {
-	host := r.Host
+func checkHost(host string, who *Consumer) error {
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.HasSuffix(host, "]") {
 		host = host[:i]
 	}
@@ -138,7 +171,7 @@ func checkHost(r *http.Request) error {
 	}
 	// Only a connection known to be TCP is held to this; without the
 	// server's ConnContext the transport is unknown.
-	if c, ok := r.Context().Value(consumerKey{}).(*Consumer); !ok || c.Unix {
+	if who == nil || !who.tcp {
 		return nil
 	}
 	if _, err := netip.ParseAddr(host); err == nil {
@@ -147,34 +180,28 @@ func checkHost(r *http.Request) error {
 	return errHostName
 }
 
-// checkRead validates a metadata read and returns its cache key: the path,
-// plus the query when there is one ("?" alone is none).
-func (a *Agent) checkRead(r *http.Request) (string, error) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		return "", errMethod
+// checkRead validates a metadata read; its cache key is the path, plus
+// the query when there is one ("?" alone is none).
+func (a *Agent) checkRead(q *readRequest) error {
+	if q.method != http.MethodGet && q.method != http.MethodHead {
+		return errMethod
 	}
-	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-		return "", errBody
+	if q.body {
+		return errBody
 	}
-	if err := checkPath(r.URL.Path, r.URL.RawPath); err != nil {
-		return "", err
+	if err := checkPath(q.path, q.rawPath); err != nil {
+		return err
 	}
-	if !plainASCII(r.URL.RawQuery, "#") {
-		return "", errQuery
+	if !allOf(q.query, queryChars) {
+		return errQuery
 	}
-	if len(r.URL.Path)+len(r.URL.RawQuery) > maxTarget {
-		return "", errTooLong
+	if len(q.path)+len(q.query) > maxTarget {
+		return errTooLong
 	}
-	if err := a.checkToken(r); err != nil {
-		return "", err
+	if err := a.checkToken(q.token, q.tokens); err != nil {
+		return err
 	}
-	if err := a.checkPolicy(r); err != nil {
-		return "", err
-	}
-	if r.URL.RawQuery == "" {
-		return r.URL.Path, nil
-	}
-	return r.URL.Path + "?" + r.URL.RawQuery, nil
+	return a.checkPolicy(q.who, q.path)
 }
 
 // checkPath accepts only paths that name one entry in one spelling: no dot
@@ -186,7 +213,7 @@ func checkPath(path, rawPath string) error {
 	if !strings.HasPrefix(path, "/") || strings.Contains(path, "//") ||
 		strings.Contains(path, "/./") || strings.Contains(path, "/../") ||
 		strings.HasSuffix(path, "/.") || strings.HasSuffix(path, "/..") ||
-		!plainASCII(path, `\?#%;`) {
+		!allOf(path, pathChars) {
 		return errPath
 	}
 	if rawPath != "" && containsFold(rawPath, "%2f", "%5c", "%00") {
@@ -220,6 +247,21 @@ func plainASCII(s, deny string) bool {
 	return true
 }
 
+// Sets of plainASCII bytes for the checks made on every request, which
+// test each byte once rather than against every denied one.
+var (
+	pathChars  = plainSet(`\?#%;`)
+	queryChars = plainSet("#")
+)
+
+func plainSet(deny string) *byteSet {
+	var s byteSet
+	for c := byte('!'); c < 0x7f; c++ {
+		s[c] = strings.IndexByte(deny, c) < 0
+	}
+	return &s
+}
+
 func containsFold(s string, subs ...string) bool {
 	lower := strings.ToLower(s)
 	for _, sub := range subs {
@@ -230,15 +272,15 @@ func containsFold(s string, subs ...string) bool {
 	return false
 }
 
-// checkToken checks a consumer's token, which must be one the agent issued.
-func (a *Agent) checkToken(r *http.Request) error {
-	v, ok := r.Header[tokenHeader]
+// checkToken checks a consumer's token, which must be one the agent issued;
+// n is how many token headers the request had, first the first one's value.
+func (a *Agent) checkToken(first string, n int) error {
 	switch {
-	case !ok && a.cfg.RequireToken:
+	case n == 0 && a.cfg.RequireToken:
 		return errNoToken
-	case !ok:
+	case n == 0:
 		return nil
-	case len(v) != 1 || !a.tokens.valid(v[0]):
+	case n != 1 || !a.tokens.valid(first):
 		return errBadToken
 	}
 	return nil
@@ -246,18 +288,17 @@ func (a *Agent) checkToken(r *http.Request) error {
 
 // checkPolicy applies the access policy to the cleaned path; denials are
 // logged with the consumer's identity and the path, never a query.
-func (a *Agent) checkPolicy(r *http.Request) error {
+func (a *Agent) checkPolicy(who *Consumer, path string) error {
 	if a.cfg.policy == nil {
 		return nil
 	}
-	who := consumerFrom(r)
-	ok, line := a.cfg.policy.Allow(who, r.URL.Path)
+	ok, line := a.cfg.policy.Allow(who, path)
 	if ok {
 		return nil
 	}
 	a.m.denials.Inc()
 	a.log.Warn("denied by policy", zap.Stringer("consumer", who),
-		zap.String("path", r.URL.Path), zap.Int("rule_line", line))
+		zap.String("path", path), zap.Int("rule_line", line))
 	return errDenied
 }
 
@@ -319,13 +360,16 @@ func parseTTL(values []string) (time.Duration, error) {
 // consumer that misses the same key meanwhile. A stale entry that allows
 // it is served at once while a refresh runs; any other stale entry is
 // served only when upstream fails.
-// r is the consumer's request, or nil for the agent's own lookups.
-func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*response, error) {
+// who is the consumer, or nil for the agent's own lookups. key may alias
+// a connection's buffer: it is copied before anything keeps it.
+func (a *Agent) lookup(ctx context.Context, key string, who *Consumer) (*response, error) {
 	resp, state := a.cache.Get(key)
-	switch {
-	case state == cache.Fresh:
+	if state == cache.Fresh {
 		a.m.hits.Inc()
 		return resp, nil
+	}
+	key = strings.Clone(key)
+	switch {
 	case state == cache.Stale && resp.revalidate && a.servableWhileRefreshing(resp):
 		a.m.stale.Inc()
 		a.refresh(key)
@@ -340,20 +384,21 @@ func (a *Agent) lookup(ctx context.Context, key string, r *http.Request) (*respo
 	c := a.flight.joinable(key)
 	if c != nil {
 		a.m.collapsed.Inc()
-	} else if who := consumerOrNil(r); who != nil && !a.consumers.allow(who) {
+	} else if who != nil && !a.consumers.allow(who) {
 		a.log.Warn("consumer throttled", zap.Stringer("consumer", who))
 		return nil, errConsumerRate
 	} else {
 		c = a.refresh(key)
 	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
+	if !c.wait(ctx) {
 		return nil, errGaveUp
 	}
 	// The fill may have taken until past the stale limit (or Expiration):
 	// only an entry that is still stale now is served in its place.
-	if stale, st := a.cache.Peek(key); st == cache.Stale && failed(c.val, c.err) {
+	if !failed(c.val, c.err) {
+		return c.val, c.err
+	}
+	if stale, st := a.cache.Peek(key); st == cache.Stale {
 		a.m.stale.Inc()
 		a.log.Warn("serving stale", zap.String("path", pathOnly(key)))
 		return stale, nil

@@ -45,7 +45,7 @@ func serveLikeRun(t *testing.T, a *Agent, maxConns int, edit func(*http.Server))
 	if edit != nil {
 		edit(srv)
 	}
-	var conns sync.WaitGroup // so that no connection outlives the test
+	var conns sync.WaitGroup // so that no handed-off connection outlives the test
 	srv.ConnState = func(_ net.Conn, s http.ConnState) {
 		switch s {
 		case http.StateNew:
@@ -54,13 +54,16 @@ func serveLikeRun(t *testing.T, a *Agent, maxConns int, edit func(*http.Server))
 			conns.Done()
 		}
 	}
+	lean := newLeanServer(a, srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = srv.Serve(limit.wrap(ln))
+		_ = lean.serve(limit.wrap(ln))
 	}()
 	t.Cleanup(func() {
-		_ = srv.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // close at once, as the old http.Server.Close did
+		_ = lean.shutdown(ctx)
 		<-done
 		conns.Wait()
 	})

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -27,7 +28,7 @@ type rig struct {
 	clk   *fakeclock.Clock
 	sim   *simulator.Server
 	agent *Agent
-	srv   *httptest.Server
+	srv   *testServer
 }
 
 func newRig(t *testing.T, simOpts simulator.Options, edit func(*Config)) *rig {
@@ -49,9 +50,46 @@ func newRig(t *testing.T, simOpts simulator.Options, edit func(*Config)) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
-	srv := httptest.NewServer(a)
-	t.Cleanup(srv.Close)
-	return &rig{clk: clk, sim: sim, agent: a, srv: srv}
+	return &rig{clk: clk, sim: sim, agent: a, srv: serveAgent(t, a)}
+}
+
+// testServer is an agent served as Run serves it, the lean path in front
+// of net/http, on a loopback port; its fields and Client are named as
+// httptest.Server's.
+type testServer struct {
+	URL      string
+	Listener net.Listener
+	client   *http.Client
+}
+
+// Client returns a client for the server, its idle connections closed
+// when the test ends.
+func (s *testServer) Client() *http.Client { return s.client }
+
+// serveAgent serves a until the test ends, then shuts down as Run does.
+func serveAgent(t testing.TB, a *Agent) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean := newLeanServer(a, a.newServer(a))
+	done := make(chan error, 1)
+	go func() { done <- lean.serve(ln) }()
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 100}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := lean.shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &testServer{URL: "http://" + ln.Addr().String(), Listener: ln,
+		client: &http.Client{Transport: tr}}
 }
 
 // get sends a GET for path with the given headers and returns status and

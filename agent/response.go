@@ -2,8 +2,10 @@ package agent
 
 import (
 	"encoding/json"
+	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -21,17 +23,61 @@ type response struct {
 }
 
 func newResponse(status int, contentType []string, body []byte) *response {
+	r := &response{status: status, body: body,
+		contentLength: shared.values(strconv.Itoa(len(body)))}
 	if len(contentType) > 0 {
-		contentType = []string{contentType[0]}
-	} else {
-		contentType = nil
+		r.contentType = shared.values(cleanValues(contentType[:1])[0])
 	}
-	return &response{
-		status:        status,
-		contentType:   contentType,
-		contentLength: []string{strconv.Itoa(len(body))},
-		body:          body,
+	return r
+}
+
+// shared holds the header values of answers: thousands of cached entries
+// have a handful of Content-Types and lengths between them, and each
+// entry keeping its own copies would cost a tenth of the cache's memory.
+// The slices are shared, so nothing may write to them.
+var shared = &valueSet{m: make(map[string][]string)}
+
+// maxSharedValues bounds the values kept; past it, each answer gets its
+// own.
+const maxSharedValues = 4096
+
+// valueSet is a bounded set of one-value header slices. It is safe for
+// concurrent use.
+type valueSet struct {
+	mu sync.Mutex
+	m  map[string][]string
+}
+
+func (s *valueSet) values(v string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if vs, ok := s.m[v]; ok {
+		return vs
 	}
+	vs := []string{strings.Clone(v)}
+	if len(s.m) < maxSharedValues {
+		s.m[vs[0]] = vs
+	}
+	return vs
+}
+
+// cleanValues copies header values as net/http's server would write
+// them: newlines turned to spaces and the ends trimmed, so that what the
+// lean path writes is what net/http writes, and neither can be split.
+func cleanValues(values []string) []string {
+	if len(values) == 0 {
+		return nil
+	}
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = textproto.TrimString(strings.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' {
+				return ' '
+			}
+			return r
+		}, v))
+	}
+	return out
 }
 
 // entrySize is the weight of r cached under key, for the cache's byte

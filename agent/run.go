@@ -53,14 +53,20 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) error {
 }
 
 func (a *Agent) serve(ctx context.Context, lns *listeners) error {
-	servers := make([]*http.Server, 0, len(lns.consumer)+1)
 	errc := make(chan error, len(lns.consumer)+1)
 	limit := newConnLimit(a.cfg.MaxConns)
+	lean := newLeanServer(a, a.newServer(a))
 	for _, ln := range lns.consumer {
-		servers = append(servers, a.startServer(limit.wrap(ln), a, errc))
+		a.logListening(ln)
+		go func() {
+			if err := lean.serve(limit.wrap(ln)); err != nil {
+				errc <- fmt.Errorf("serving %s: %w", ln.Addr(), err)
+			}
+		}()
 	}
+	var admin *http.Server
 	if lns.admin != nil {
-		servers = append(servers, a.startServer(lns.admin, a.AdminHandler(), errc))
+		admin = a.startServer(lns.admin, a.AdminHandler(), errc)
 	}
 	notify("STATUS=waiting for the first upstream token")
 	a.Start(func() {
@@ -76,12 +82,13 @@ func (a *Agent) serve(ctx context.Context, lns *listeners) error {
 	}
 	a.log.Info("stopping")
 	notify("STOPPING=1\nSTATUS=draining")
-	return errors.Join(err, a.shutdown(servers))
+	return errors.Join(err, a.shutdown(lean, admin))
 }
 
 // newServer configures the http.Server of every listener: the bounds on
 // what one connection may cost, and no built-in answer to "OPTIONS *", so
-// that every request reaches h.
+// that every request reaches h. For consumers it serves the connections
+// the lean path hands over.
 func (a *Agent) newServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:                      h,
@@ -94,10 +101,14 @@ func (a *Agent) newServer(h http.Handler) *http.Server {
 	}
 }
 
-func (a *Agent) startServer(ln net.Listener, h http.Handler, errc chan<- error) *http.Server {
-	srv := a.newServer(h)
+func (a *Agent) logListening(ln net.Listener) {
 	a.log.Info("listening", zap.String("network", ln.Addr().Network()),
 		zap.String("address", ln.Addr().String()))
+}
+
+func (a *Agent) startServer(ln net.Listener, h http.Handler, errc chan<- error) *http.Server {
+	srv := a.newServer(h)
+	a.logListening(ln)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serving %s: %w", ln.Addr(), err)
@@ -106,25 +117,27 @@ func (a *Agent) startServer(ln net.Listener, h http.Handler, errc chan<- error) 
 	return srv
 }
 
-// shutdown drains every server within the configured bound; connections
-// still open after it are closed.
-func (a *Agent) shutdown(servers []*http.Server) error {
+// shutdown drains the consumer side and the admin server (nil: none)
+// within the configured bound; connections still open after it are
+// closed.
+func (a *Agent) shutdown(lean *leanServer, admin *http.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	var adminErr error
 	var wg sync.WaitGroup
-	errs := make([]error, len(servers))
-	for i, srv := range servers {
+	if admin != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if errs[i] = srv.Shutdown(ctx); errs[i] != nil {
-				errs[i] = errors.Join(errs[i], srv.Close())
+			if adminErr = admin.Shutdown(ctx); adminErr != nil {
+				adminErr = errors.Join(adminErr, admin.Close())
 			}
 		}()
 	}
+	err := lean.shutdown(ctx)
 	wg.Wait()
 	a.log.Info("stopped")
-	return errors.Join(errs...)
+	return errors.Join(err, adminErr)
 }
 
 // watchdog pings systemd at half the unit's watchdog interval, when the

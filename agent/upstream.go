@@ -173,7 +173,7 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 	u.m.upstream(outcomeOf(res.StatusCode, nil))
 	r := newResponse(res.StatusCode, res.Header["Content-Type"], body)
 	if res.StatusCode/100 == 3 {
-		r.location = res.Header["Location"]
+		r.location = cleanValues(res.Header["Location"])
 	}
 	return r, nil
 }
@@ -246,17 +246,17 @@ func (u *upstream) startFetchLocked() *call[string] {
 	if u.fetching != nil {
 		return u.fetching
 	}
-	c := &call[string]{done: make(chan struct{})}
+	c := newCall[string]()
 	u.fetching = c
 	go func() {
 		ctx, cancel := context.WithTimeout(u.life, u.timeout)
 		defer cancel()
-		c.val, c.err = u.fetchToken(ctx)
-		u.noteTokenResult(c.err)
+		tok, err := u.fetchToken(ctx)
+		u.noteTokenResult(err)
 		u.mu.Lock()
 		u.fetching = nil
 		u.mu.Unlock()
-		close(c.done)
+		c.finish(tok, err)
 	}()
 	return c
 }
