@@ -140,6 +140,7 @@ func (s *leanServer) shutdown(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		err = ctx.Err()
+		s.hand.Close() // a hand-off under way now closes its connection
 		s.mu.Lock()
 		for lc := range s.conns {
 			_ = lc.conn.Close()
