@@ -234,7 +234,8 @@ type benchHerd struct {
 func newBenchHerd(a *Agent, n int) *benchHerd {
 	h := &benchHerd{a: a}
 	for range n {
-		r := httptest.NewRequest(http.MethodGet, "/latest/dynamic/instance-identity/pkcs7", nil)
+		r := fromTCP(httptest.NewRequest(http.MethodGet,
+			"/latest/dynamic/instance-identity/pkcs7", nil))
 		h.reqs = append(h.reqs, r)
 		h.writers = append(h.writers, newBenchWriter())
 		h.gates = append(h.gates, make(chan chan struct{}))

@@ -401,6 +401,10 @@ main() {
 	mixed_runs
 	hit_rounds
 	wrk_runs
+	# Let the connections of the runs before close (nginx and the kernel
+	# tidy up for a moment after wrk), so the first herd is not timed
+	# against them.
+	sleep 3
 	herds
 	echo
 	machine "$begin"
