@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -281,14 +282,25 @@ func (c *leanConn) setDeadline(t time.Time) {
 	_ = c.conn.SetReadDeadline(t)
 }
 
-// finish ends a connection after its last answer: flushed, then
-// half-closed so that the client reads the answer before the close.
+// rstAvoidance is how long a connection closed after an answer waits for
+// the client to close first, as net/http waits: closing with unread bytes
+// (a request pipelined after "Connection: close") would send a reset that
+// can destroy the answer in flight.
+const rstAvoidance = 500 * time.Millisecond
+
+// finish ends a connection after its last answer: flushed, half-closed so
+// that the client reads the answer, and what the client still sends read
+// and dropped until it closes or rstAvoidance passes.
 func (c *leanConn) finish(flush bool) {
 	if flush && c.bw.Flush() != nil {
 		return
 	}
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
+	}
+	if flush {
+		_ = c.conn.SetReadDeadline(time.Now().Add(rstAvoidance))
+		_, _ = io.Copy(io.Discard, c.conn)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -24,10 +25,15 @@ import (
 // twinServers are one agent served twice: as Run serves it, and by a bare
 // http.Server with the full handler, the reference.
 type twinServers struct {
+	network   string
 	lean, ref string // addresses
 }
 
-func newTwinServers(t testing.TB) *twinServers {
+// newTwinServers serves the twins on loopback TCP, or on Unix sockets in
+// a temporary directory when network is "unix": fuzzing opens and closes
+// hundreds of thousands of connections, which over TCP would leave every
+// loopback port in TIME-WAIT.
+func newTwinServers(t testing.TB, network string) *twinServers {
 	t.Helper()
 	clk := fakeclock.New(t0)
 	sim, err := simulator.Start("127.0.0.1:0", simulator.Options{Now: clk.Now})
@@ -43,15 +49,33 @@ func newTwinServers(t testing.TB) *twinServers {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	listen := func(name string) net.Listener {
+		addr := "127.0.0.1:0"
+		if network == "unix" {
+			addr = filepath.Join(dir, name)
+		}
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
 	}
+	refLn, leanLn := listen("ref.sock"), listen("lean.sock")
 	ref := a.newServer(a)
-	go func() { _ = ref.Serve(ln) }()
+	go func() { _ = ref.Serve(refLn) }()
 	t.Cleanup(func() { _ = ref.Close() })
-	return &twinServers{lean: serveAgent(t, a).Listener.Addr().String(),
-		ref: ln.Addr().String()}
+	lean := newLeanServer(a, a.newServer(a))
+	served := make(chan error, 1)
+	go func() { served <- lean.serve(leanLn) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = lean.shutdown(ctx)
+		<-served
+	})
+	return &twinServers{network: network, lean: leanLn.Addr().String(),
+		ref: refLn.Addr().String()}
 }
 
 // issuedToken matches the answer to a token PUT, whose token differs per
@@ -61,9 +85,9 @@ var issuedToken = regexp.MustCompile(`(Content-Length: 43\r\n(?:[^\r]*\r\n)*\r\n
 // sendAll sends raw on a new connection, half-closes it, and returns
 // every byte the server sends until it closes, with the dates and the
 // issued tokens masked.
-func sendAll(t testing.TB, addr, raw string) string {
+func sendAll(t testing.TB, network, addr, raw string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	c, err := net.Dial(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +96,7 @@ func sendAll(t testing.TB, addr, raw string) string {
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
-	_ = c.(*net.TCPConn).CloseWrite()
+	_ = c.(interface{ CloseWrite() error }).CloseWrite()
 	got, err := io.ReadAll(c)
 	if err != nil && !isReset(err) {
 		t.Fatalf("reading the answers to %q: %v", raw, err)
@@ -90,8 +114,8 @@ func isReset(err error) bool {
 // checkTwins fails the test when the two servers answer raw differently.
 func checkTwins(t testing.TB, ts *twinServers, raw string) {
 	t.Helper()
-	lean := sendAll(t, ts.lean, raw)
-	ref := sendAll(t, ts.ref, raw)
+	lean := sendAll(t, ts.network, ts.lean, raw)
+	ref := sendAll(t, ts.network, ts.ref, raw)
 	if lean != ref {
 		t.Errorf("request %q:\nlean path answered %q\nnet/http answered  %q", raw, lean, ref)
 	}
@@ -138,7 +162,7 @@ var leanShapes = []string{
 }
 
 func TestLeanMatchesNetHTTP(t *testing.T) {
-	ts := newTwinServers(t)
+	ts := newTwinServers(t, "tcp")
 	for _, raw := range leanShapes {
 		checkTwins(t, ts, raw)
 	}
@@ -147,7 +171,8 @@ func TestLeanMatchesNetHTTP(t *testing.T) {
 	}
 }
 
-// FuzzLeanMatchesNetHTTP sends arbitrary bytes to both servers.
+// FuzzLeanMatchesNetHTTP sends arbitrary bytes to both servers, over Unix
+// sockets (TestLeanMatchesNetHTTP covers what only TCP consumers meet).
 func FuzzLeanMatchesNetHTTP(f *testing.F) {
 	for _, raw := range leanShapes {
 		f.Add(raw)
@@ -157,7 +182,7 @@ func FuzzLeanMatchesNetHTTP(f *testing.F) {
 			f.Add(tc.raw)
 		}
 	}
-	ts := newTwinServers(f)
+	ts := newTwinServers(f, "unix")
 	f.Fuzz(func(t *testing.T, raw string) {
 		checkTwins(t, ts, raw)
 	})
