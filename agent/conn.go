@@ -199,7 +199,6 @@ func (c *leanConn) loop() (handed bool) {
 			return c.handOff()
 		}
 		if err != nil {
-			_ = c.bw.Flush() // answers to requests pipelined before the end
 			return false
 		}
 		keep, err := c.answer(c.peekHead(n))
@@ -209,9 +208,6 @@ func (c *leanConn) loop() (handed bool) {
 		_, _ = c.br.Discard(n)
 		if err != nil || !keep {
 			c.finish(err == nil)
-			return false
-		}
-		if c.br.Buffered() == 0 && c.bw.Flush() != nil {
 			return false
 		}
 	}
@@ -228,11 +224,14 @@ func (c *leanConn) peekHead(n int) []byte {
 // an answer, as net/http ends one that closes or times out.
 func (c *leanConn) readHead(first bool) (int, error) {
 	if c.br.Buffered() == 0 {
+		if err := c.bw.Flush(); err != nil {
+			return 0, err
+		}
 		if err := c.waitIdle(first); err != nil {
 			return 0, err
 		}
 	}
-	for {
+	for timed := false; ; {
 		buf := c.peekHead(c.br.Buffered())
 		n, plain := headLen(buf)
 		switch {
@@ -241,9 +240,15 @@ func (c *leanConn) readHead(first bool) (int, error) {
 			return n, nil
 		case (!plain || len(buf) == leanBufSize) && (first || len(buf) >= 4):
 			return 0, errNotLean // later requests: see the Peek below
-		case len(buf) > 0 && c.idle.Swap(false):
+		case len(buf) > 0 && !timed:
 			// The head has begun: it must now arrive within the bound.
+			c.idle.Store(false)
 			c.setDeadline(time.Now().Add(c.s.readHeaderTimeout))
+			timed = true
+		}
+		// Answers written so far go out before a read that may wait.
+		if err := c.bw.Flush(); err != nil {
+			return 0, err
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
 			// As net/http: a client that leaves, or times out, before its

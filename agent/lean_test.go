@@ -159,6 +159,9 @@ var leanShapes = []string{
 	get("/latest/meta-data/instance-id", hdr("Connection", "close")) +
 		get("/latest/meta-data/hostname"),
 	get("/latest/meta-data/instance-id") + "GET /latest/meta-data/instance-id HTTP/1.0\r\n\r\n",
+	// Found in review: a later Connection line does not undo "close".
+	get("/latest/meta-data/instance-id", hdr("Connection", "close"),
+		hdr("Connection", "keep-alive")) + get("/latest/meta-data/hostname"),
 }
 
 func TestLeanMatchesNetHTTP(t *testing.T) {
@@ -288,6 +291,29 @@ func TestLeanShutdown(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Errorf("serve: %v", err)
+	}
+}
+
+// TestLeanAnswersBeforeStrayBytes sends a request followed by bytes that
+// begin no request (found in review: the answer waited for the header
+// timeout): the answer must come at once, the connection stay open.
+func TestLeanAnswersBeforeStrayBytes(t *testing.T) {
+	r := newRig(t, simulator.Options{}, nil)
+	for _, stray := range []string{"\r\n", "GET /lat"} {
+		rc := dialRaw(t, "tcp", r.srv.Listener.Addr().String())
+		rc.send(get("/latest/meta-data/instance-id") + stray)
+		if res, _, err := rc.answer(http.MethodGet, time.Second); err != nil ||
+			res.StatusCode != http.StatusOK {
+			t.Fatalf("answer with %q after it: %v %v", stray, res, err)
+		}
+		if stray == "\r\n" {
+			continue
+		}
+		rc.send("est/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+		if res, _, err := rc.answer(http.MethodGet, time.Second); err != nil ||
+			res.StatusCode != http.StatusOK {
+			t.Fatalf("the request completed after it: %v %v", res, err)
+		}
 	}
 }
 

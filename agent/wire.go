@@ -117,8 +117,10 @@ func (h *leanHead) header(line []byte) bool {
 		h.host = alias(value)
 		return allOf(value, &hostBytes)
 	case equalFold(name, "Connection"):
-		h.close = equalFold(value, "close")
-		return h.close || equalFold(value, "keep-alive")
+		// As net/http: any "close" closes, whatever other lines say.
+		closing := equalFold(value, "close")
+		h.close = h.close || closing
+		return closing || equalFold(value, "keep-alive")
 	case equalFold(name, tokenHeader):
 		if h.tokens == 0 {
 			h.token = alias(value)
@@ -210,6 +212,9 @@ func (c *leanConn) answer(head []byte) (keep bool, err error) {
 	}
 	resp, err := c.s.a.leanRead(&h, c.who)
 	c.now = time.Now()
+	// Draining: this answer is the connection's last, as net/http makes it
+	// once keep-alives are off, even for a client that keeps pipelining.
+	h.close = h.close || c.s.closing.Load()
 	if err != nil {
 		c.writeError(err, &h)
 	} else {

@@ -24,7 +24,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	log.Info("starting", zap.String("upstream", s.agent.Upstream),
+	upstream := s.agent.Upstream
+	if s.agent.Simulate {
+		upstream = "the built-in simulator"
+	}
+	log.Info("starting", zap.String("upstream", upstream),
 		zap.String("gogc", tuneGC(lookupEnv)),
 		zap.Strings("listen", s.agent.Listen),
 		zap.String("admin_listen", s.agent.AdminListen), zap.Bool("simulate", s.agent.Simulate))
@@ -38,13 +42,18 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 const defaultGOGC = 50
 
 // tuneGC applies defaultGOGC unless the environment sets GOGC (which the
-// runtime has read already), and returns the setting in force.
+// runtime has read already, ignoring a bad value), and returns the
+// setting in force: a percentage, or "off".
 func tuneGC(lookupEnv func(string) (string, bool)) string {
-	if v, ok := lookupEnv("GOGC"); ok {
-		return v
+	if _, ok := lookupEnv("GOGC"); !ok {
+		debug.SetGCPercent(defaultGOGC)
 	}
-	debug.SetGCPercent(defaultGOGC)
-	return strconv.Itoa(defaultGOGC)
+	cur := debug.SetGCPercent(100) // reading it means setting it; put it back
+	debug.SetGCPercent(cur)
+	if cur < 0 {
+		return "off"
+	}
+	return strconv.Itoa(cur)
 }
 
 func newLogger(level, format string) (*zap.Logger, error) {
