@@ -43,7 +43,7 @@ func TestRequestShapes(t *testing.T) {
 		status int
 		body   string
 	}{
-		{"origin form", "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n",
+		{"origin form", get("/latest/meta-data/instance-id"),
 			200, string(id)},
 		{"absolute form for the metadata host",
 			"GET http://100.100.100.200/latest/meta-data/instance-id HTTP/1.1\r\n" +
@@ -58,27 +58,27 @@ func TestRequestShapes(t *testing.T) {
 			"Host: 100.100.100.200\r\n\r\n", 403, ""},
 		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
 			405, "CONNECT"},
-		{"trailing question mark", "GET /latest/meta-data/instance-id? HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n",
+		{"trailing question mark", get("/latest/meta-data/instance-id?"),
 			200, string(id)},
 		{"POST on a metadata path", "POST /latest/meta-data/instance-id HTTP/1.1\r\n" +
 			"Host: 100.100.100.200\r\nContent-Length: 0\r\n\r\n", 405, ""},
 		{"GET with a body", "GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 100.100.100.200\r\n" +
 			"Content-Length: 3\r\n\r\nabc", 400, ""},
-		{"dot segment", "GET /latest/meta-data/./instance-id HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n",
+		{"dot segment", get("/latest/meta-data/./instance-id"),
 			400, "canonical"},
-		{"dot dot segment", "GET /latest/meta-data/ram/../instance-id HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n",
+		{"dot dot segment", get("/latest/meta-data/ram/../instance-id"),
 			400, ""},
-		{"double slash", "GET /latest/meta-data//instance-id HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n",
+		{"double slash", get("/latest/meta-data//instance-id"),
 			400, ""},
 		{"encoded slash", "GET /latest/meta-data/ram%2Fsecurity-credentials/ HTTP/1.1\r\n" +
 			"Host: 100.100.100.200\r\n\r\n", 400, ""},
 		{"encoded dot dot", "GET /latest/meta-data/ram/%2e%2e/instance-id HTTP/1.1\r\n" +
 			"Host: 100.100.100.200\r\n\r\n", 400, ""},
-		{"backslash", "GET /latest/meta-data\\instance-id HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n", 400, ""},
-		{"encoded NUL", "GET /latest/meta-data/instance-id%00 HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n",
+		{"backslash", get("/latest/meta-data\\instance-id"), 400, ""},
+		{"encoded NUL", get("/latest/meta-data/instance-id%00"),
 			400, ""},
-		{"not a metadata root", "GET /admin/metrics HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n", 404, ""},
-		{"token path with GET", "GET /latest/api/token HTTP/1.1\r\nHost: 100.100.100.200\r\n\r\n", 405, ""},
+		{"not a metadata root", get("/admin/metrics"), 404, ""},
+		{"token path with GET", get("/latest/api/token"), 405, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
