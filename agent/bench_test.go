@@ -135,7 +135,7 @@ func BenchmarkLeanHit(b *testing.B) {
 			s := &leanServer{a: a}
 			var out bytes.Buffer
 			lc := &leanConn{s: s, who: &Consumer{id: "127.0.0.1", tcp: true},
-				bw: bufio.NewWriterSize(&out, leanBufSize)}
+				bw: bufio.NewWriterSize(&out, leanWriteSize)}
 			head := []byte(c.head)
 			b.ReportAllocs()
 			for b.Loop() {

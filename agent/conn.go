@@ -27,10 +27,15 @@ import (
 // ServeHTTP and writes the same answers, so a consumer cannot tell which
 // one served it but by speed; tests compare the two byte for byte.
 
-// leanBufSize is the read and write buffer of a lean connection. A request
-// head that does not fit is not plain: net/http takes it, with its own
-// larger bound (maxHeaderBytes).
-const leanBufSize = 4096
+// leanReadSize is the read buffer of a lean connection, held for its
+// life: a request head that does not fit is not plain, and net/http takes
+// it, with its own larger bound (maxHeaderBytes). Plain heads, SDKs' with
+// a token included, take a few hundred bytes.
+const leanReadSize = 2048
+
+// leanWriteSize is the write buffer of a lean connection, held only while
+// answers are written (see writer).
+const leanWriteSize = 4096
 
 // errNotLean is how a lean connection says that net/http must take over.
 var errNotLean = errors.New("request outside the lean subset")
@@ -161,16 +166,16 @@ type leanConn struct {
 	conn     net.Conn
 	who      *Consumer
 	br       *bufio.Reader
-	bw       *bufio.Writer
-	deadline time.Time   // the read deadline set last
-	now      time.Time   // when the last answer was written
-	idle     atomic.Bool // waiting for a request: shutdown may close it
-	scratch  [20]byte    // for formatting numbers
+	bw       *bufio.Writer // nil but while answers are written: see writer
+	deadline time.Time     // the read deadline set last
+	now      time.Time     // when the last answer was written
+	idle     atomic.Bool   // waiting for a request: shutdown may close it
+	scratch  [20]byte      // for formatting numbers
 }
 
 var (
-	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, leanBufSize) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, leanBufSize) }}
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, leanReadSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, leanWriteSize) }}
 )
 
 // serve answers requests until the client leaves, an error, shutdown, or
@@ -178,9 +183,7 @@ var (
 func (c *leanConn) serve() {
 	c.who = consumerOf(c.conn)
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.bw = writerPool.Get().(*bufio.Writer)
 	c.br.Reset(c.conn)
-	c.bw.Reset(c.conn)
 	handed := c.loop()
 	c.release()
 	c.s.untrack(c)
@@ -224,7 +227,7 @@ func (c *leanConn) peekHead(n int) []byte {
 // an answer, as net/http ends one that closes or times out.
 func (c *leanConn) readHead(first bool) (int, error) {
 	if c.br.Buffered() == 0 {
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flush(); err != nil {
 			return 0, err
 		}
 		if err := c.waitIdle(first); err != nil {
@@ -238,7 +241,7 @@ func (c *leanConn) readHead(first bool) (int, error) {
 		case n > 0:
 			c.idle.Store(false)
 			return n, nil
-		case (!plain || len(buf) == leanBufSize) && (first || len(buf) >= 4):
+		case (!plain || len(buf) == leanReadSize) && (first || len(buf) >= 4):
 			return 0, errNotLean // later requests: see the Peek below
 		case len(buf) > 0 && !timed:
 			// The head has begun: it must now arrive within the bound.
@@ -247,7 +250,7 @@ func (c *leanConn) readHead(first bool) (int, error) {
 			timed = true
 		}
 		// Answers written so far go out before a read that may wait.
-		if err := c.bw.Flush(); err != nil {
+		if err := c.flush(); err != nil {
 			return 0, err
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
@@ -297,7 +300,7 @@ const rstAvoidance = 500 * time.Millisecond
 // that the client reads the answer, and what the client still sends read
 // and dropped until it closes or rstAvoidance passes.
 func (c *leanConn) finish(flush bool) {
-	if flush && c.bw.Flush() != nil {
+	if flush && c.flush() != nil {
 		return
 	}
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
@@ -312,7 +315,7 @@ func (c *leanConn) finish(flush bool) {
 // handOff gives the connection, with the bytes read but not answered, to
 // net/http. It reports true unless flushing the answers before failed.
 func (c *leanConn) handOff() bool {
-	if c.bw.Flush() != nil {
+	if c.flush() != nil {
 		return false
 	}
 	pending := bytes.Clone(c.peekHead(c.br.Buffered()))
@@ -320,14 +323,43 @@ func (c *leanConn) handOff() bool {
 	return true
 }
 
-// release returns the buffers to their pools; the connection is no
-// longer read or written here.
+// writer returns the write buffer, taken from the pool for the answers
+// until the next flush. A connection holds none while it waits: a
+// thousand waiting on one upstream answer would hold 4 MiB of them.
+func (c *leanConn) writer() *bufio.Writer {
+	if c.bw == nil {
+		c.bw = writerPool.Get().(*bufio.Writer)
+		c.bw.Reset(c.conn)
+	}
+	return c.bw
+}
+
+// flush writes the answers buffered, if any, and returns the write buffer
+// to the pool.
+func (c *leanConn) flush() error {
+	if c.bw == nil {
+		return nil
+	}
+	err := c.bw.Flush()
+	c.putWriter()
+	return err
+}
+
+func (c *leanConn) putWriter() {
+	c.bw.Reset(nil)
+	writerPool.Put(c.bw)
+	c.bw = nil
+}
+
+// release returns the buffers to their pools, what is buffered unwritten
+// dropped; the connection is no longer read or written here.
 func (c *leanConn) release() {
 	c.br.Reset(nil)
-	c.bw.Reset(nil)
 	readerPool.Put(c.br)
-	writerPool.Put(c.bw)
-	c.br, c.bw = nil, nil
+	c.br = nil
+	if c.bw != nil {
+		c.putWriter()
+	}
 }
 
 // handoffListener is the listener net/http serves handed-off connections

@@ -504,10 +504,10 @@ func pathOnly(key string) string {
 // invented), and the body byte for byte.
 func (a *Agent) write(w http.ResponseWriter, r *http.Request, resp *response) {
 	h := w.Header()
-	h["Content-Type"] = resp.contentType
-	h["Content-Length"] = resp.contentLength
-	if resp.location != nil {
-		h["Location"] = resp.location
+	h["Content-Type"] = resp.head.contentType
+	h["Content-Length"] = resp.head.contentLength
+	if resp.head.location != nil {
+		h["Location"] = resp.head.location
 	}
 	a.m.respond(resp.status)
 	w.WriteHeader(resp.status)

@@ -148,6 +148,10 @@ var leanShapes = []string{
 	"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n:x\r\n\r\n",
 	"GET /" + strings.Repeat("a", 1100) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 	"GET /latest/" + strings.Repeat("a", 5000) + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+	// Heads of one byte under the lean read buffer, of its size, and over.
+	get("/latest/meta-data/instance-id", hdr("X-Pad", strings.Repeat("p", leanReadSize-79))),
+	get("/latest/meta-data/instance-id", hdr("X-Pad", strings.Repeat("p", leanReadSize-78))),
+	get("/latest/meta-data/instance-id", hdr("X-Pad", strings.Repeat("p", leanReadSize))),
 	"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n",
 	"GET /latest/meta-data/instance-id HTTP/1.1\r\nHost: 127.0.0.1\r\n\r",
 	"\r\n" + get("/latest/meta-data/instance-id"),

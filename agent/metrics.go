@@ -30,6 +30,7 @@ const (
 type metrics struct {
 	hits, misses, stale, collapsed prometheus.Counter
 	upstreamBy                     *prometheus.CounterVec
+	upstreamTime                   prometheus.Histogram
 	tokenOK, tokenErr              prometheus.Counter
 	consumerTokens                 prometheus.Counter
 	denials                        prometheus.Counter
@@ -53,6 +54,11 @@ func newMetrics(reg prometheus.Registerer, cacheStats func() (entries, bytes flo
 		upstreamBy: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace,
 			Name: "upstream_requests_total", Help: "Upstream metadata requests, by outcome."},
 			[]string{"outcome"}),
+		upstreamTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace,
+			Name: "upstream_request_duration_seconds",
+			Help: "Time from sending an upstream metadata request to the end of its " +
+				"answer's body, or to its failure; requests not sent are left out.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
 		tokenOK:  tokens.WithLabelValues("ok"),
 		tokenErr: tokens.WithLabelValues("error"),
 		consumerTokens: counter("consumer_tokens_issued_total",
@@ -76,7 +82,7 @@ func newMetrics(reg prometheus.Registerer, cacheStats func() (entries, bytes flo
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace,
 			Name: name, Help: help}, func() float64 { return pick(cacheStats()) })
 	}
-	reg.MustRegister(m.hits, m.misses, m.stale, m.collapsed, m.upstreamBy, tokens,
+	reg.MustRegister(m.hits, m.misses, m.stale, m.collapsed, m.upstreamBy, m.upstreamTime, tokens,
 		m.consumerTokens, m.denials, responses, m.ready,
 		gauge("cache_entries", "Entries in the cache.", func(e, _ float64) float64 { return e }),
 		gauge("cache_bytes", "Weight of the cache: keys, bodies and bookkeeping.",

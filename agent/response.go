@@ -13,52 +13,66 @@ import (
 // header values are built once, so that serving a hit allocates nothing
 // for them.
 type response struct {
-	status        int
+	status     int
+	revalidate bool // a stale copy is served while a refresh runs
+	head       *answerHead
+	body       []byte
+	expires    time.Time // with revalidate: never served at or past this
+}
+
+// answerHead holds the header values an answer is written with. Answers
+// with the same Content-Type and length share one (see heads), so nothing
+// may write to it or to its slices.
+type answerHead struct {
 	contentType   []string // nil: upstream sent none, and none is invented
 	contentLength []string
-	body          []byte
-	location      []string  // Location of a 3xx, passed on as upstream gave it
-	revalidate    bool      // a stale copy is served while a refresh runs
-	expires       time.Time // with revalidate: never served at or past this
+	location      []string // Location of a 3xx, passed on as upstream gave it
 }
 
 func newResponse(status int, contentType []string, body []byte) *response {
-	r := &response{status: status, body: body,
-		contentLength: shared.values(strconv.Itoa(len(body)))}
-	if len(contentType) > 0 {
-		r.contentType = shared.values(cleanValues(contentType[:1])[0])
-	}
-	return r
+	return &response{status: status, body: body, head: heads.get(contentType, len(body))}
 }
 
-// shared holds the header values of answers: thousands of cached entries
-// have a handful of Content-Types and lengths between them, and each
-// entry keeping its own copies would cost a tenth of the cache's memory.
-// The slices are shared, so nothing may write to them.
-var shared = &valueSet{m: make(map[string][]string)}
+// withLocation gives r, a 3xx, upstream's Location, in a head of its own.
+func (r *response) withLocation(location []string) {
+	h := *r.head
+	h.location = cleanValues(location)
+	r.head = &h
+}
 
-// maxSharedValues bounds the values kept; past it, each answer gets its
-// own.
-const maxSharedValues = 4096
+// heads holds the heads of answers: thousands of cached entries have a
+// handful of Content-Types and lengths between them, and each entry
+// keeping its own would cost as much memory as the bodies of small ones.
+var heads = &headSet{m: make(map[string]*answerHead)}
 
-// valueSet is a bounded set of one-value header slices. It is safe for
+// maxSharedHeads bounds the heads kept; past it, each answer gets its own.
+const maxSharedHeads = 4096
+
+// headSet is a bounded set of shared answer heads. It is safe for
 // concurrent use.
-type valueSet struct {
+type headSet struct {
 	mu sync.Mutex
-	m  map[string][]string
+	m  map[string]*answerHead
 }
 
-func (s *valueSet) values(v string) []string {
+// get returns the head of an answer of length bytes with upstream's
+// Content-Type values (the first is kept, cleaned).
+func (s *headSet) get(contentType []string, length int) *answerHead {
+	h := &answerHead{contentLength: []string{strconv.Itoa(length)}}
+	key := h.contentLength[0]
+	if len(contentType) > 0 {
+		h.contentType = cleanValues(contentType[:1])
+		key += "\n" + h.contentType[0] // cleaned: it holds no newline
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if vs, ok := s.m[v]; ok {
-		return vs
+	if shared, ok := s.m[key]; ok {
+		return shared
 	}
-	vs := []string{strings.Clone(v)}
-	if len(s.m) < maxSharedValues {
-		s.m[vs[0]] = vs
+	if len(s.m) < maxSharedHeads {
+		s.m[key] = h
 	}
-	return vs
+	return h
 }
 
 // cleanValues copies header values as net/http's server would write

@@ -159,13 +159,16 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 		u.m.upstream(outcomeLimited)
 		return nil, fmt.Errorf("%w: not sent, over the agent's own --upstream-rate", errUpstream)
 	}
+	sent := time.Now() // a duration, on the monotonic clock: not the TTL clock
 	res, err := u.client.Do(req)
 	if err != nil {
+		u.m.upstreamTime.Observe(time.Since(sent).Seconds())
 		u.m.upstream(outcomeOf(0, err))
 		return nil, fmt.Errorf("%w: %s", errUpstream, describe(err))
 	}
 	defer res.Body.Close()
 	body, err := readBody(res)
+	u.m.upstreamTime.Observe(time.Since(sent).Seconds())
 	if err != nil || len(body) > maxUpstreamBody {
 		u.m.upstream(outcomeError)
 		return nil, fmt.Errorf("%w: reading body: %s", errUpstream, describe(err))
@@ -173,7 +176,7 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 	u.m.upstream(outcomeOf(res.StatusCode, nil))
 	r := newResponse(res.StatusCode, res.Header["Content-Type"], body)
 	if res.StatusCode/100 == 3 {
-		r.location = cleanValues(res.Header["Location"])
+		r.withLocation(res.Header["Location"])
 	}
 	return r, nil
 }

@@ -252,16 +252,16 @@ func (a *Agent) leanRead(h *leanHead, who *Consumer) (*response, error) {
 // the same status line and headers, and the body but to HEAD.
 func (c *leanConn) writeResponse(resp *response, h *leanHead) {
 	c.s.a.m.respond(resp.status)
-	w := c.bw
+	w := c.writer()
 	_, _ = w.WriteString(statusLine(resp.status))
 	withBody := bodyAllowed(resp.status)
 	if withBody {
-		writeHeader(w, "Content-Length: ", resp.contentLength)
+		writeHeader(w, "Content-Length: ", resp.head.contentLength)
 	}
 	if withBody || resp.status != http.StatusNotModified {
-		writeHeader(w, "Content-Type: ", resp.contentType)
+		writeHeader(w, "Content-Type: ", resp.head.contentType)
 	}
-	writeHeader(w, "Location: ", resp.location)
+	writeHeader(w, "Location: ", resp.head.location)
 	c.endHead(h, true)
 	if withBody && h.method != http.MethodHead {
 		_, _ = w.Write(resp.body)
@@ -275,7 +275,7 @@ func (c *leanConn) writeError(err error, h *leanHead) {
 		he = errGateway
 	}
 	c.s.a.m.respond(he.status)
-	w := c.bw
+	w := c.writer()
 	_, _ = w.WriteString(statusLine(he.status))
 	if he.allow != "" {
 		writeHeader(w, "Allow: ", []string{he.allow})
@@ -298,13 +298,14 @@ func (c *leanConn) writeError(err error, h *leanHead) {
 // endHead writes the Date (unless written) and, for a request that asked
 // for it, Connection: close, and ends the head.
 func (c *leanConn) endHead(h *leanHead, date bool) {
+	w := c.writer()
 	if date {
-		_, _ = c.bw.Write(c.s.date.line(c.now))
+		_, _ = w.Write(c.s.date.line(c.now))
 	}
 	if h.close {
-		_, _ = c.bw.WriteString("Connection: close\r\n")
+		_, _ = w.WriteString("Connection: close\r\n")
 	}
-	_, _ = c.bw.WriteString("\r\n")
+	_, _ = w.WriteString("\r\n")
 }
 
 type headerWriter interface {

@@ -63,18 +63,22 @@ type Stats struct {
 // ErrTooLarge is returned by Set for a value larger than MaxBytes.
 var ErrTooLarge = errors.New("cache: value larger than the byte bound")
 
+// entry is held in the LRU's own element, not behind a pointer of its
+// own, and its deadlines are offsets from the cache's epoch rather than
+// times: 32 bytes of bookkeeping an entry (with a pointer V) instead of 64
+// and another allocation.
 type entry[V any] struct {
-	value      V
-	size       int64
-	freshUntil time.Time
-	staleUntil time.Time
+	value              V
+	size               int64
+	freshFor, staleFor time.Duration // since epoch
 }
 
 // Cache is an LRU of values with a fresh and a stale deadline each.
 type Cache[V any] struct {
 	opts  Options[V]
+	epoch time.Time // of the clock: its offsets are monotonic when Now's are
 	mu    sync.Mutex
-	lru   *simplelru.LRU[string, *entry[V]]
+	lru   *simplelru.LRU[string, entry[V]]
 	bytes int64
 	stats Stats
 }
@@ -90,7 +94,7 @@ func New[V any](opts Options[V]) (*Cache[V], error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Cache[V]{opts: opts}
+	c := &Cache[V]{opts: opts, epoch: opts.Now()}
 	l, err := simplelru.NewLRU(opts.MaxEntries, c.onEvictLocked)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -101,24 +105,24 @@ func New[V any](opts Options[V]) (*Cache[V], error) {
 
 // onEvictLocked keeps the byte count in step with the LRU; the LRU calls it
 // with c.mu held, for evictions and removals alike.
-func (c *Cache[V]) onEvictLocked(_ string, e *entry[V]) {
+func (c *Cache[V]) onEvictLocked(_ string, e entry[V]) {
 	c.bytes -= e.size
 }
 
 // Get looks key up. It returns the value and Fresh or Stale, or Miss with
 // the zero value. A lookup that finds an entry marks it recently used.
 func (c *Cache[V]) Get(key string) (V, State) {
-	now := c.opts.Now()
+	now := c.opts.Now().Sub(c.epoch)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.lru.Get(key)
 	switch {
 	case !ok:
 		c.stats.Misses++
-	case now.Before(e.freshUntil):
+	case now < e.freshFor:
 		c.stats.Hits++
 		return e.value, Fresh
-	case now.Before(e.staleUntil):
+	case now < e.staleFor:
 		c.stats.StaleHits++
 		return e.value, Stale
 	default:
@@ -132,7 +136,7 @@ func (c *Cache[V]) Get(key string) (V, State) {
 // Peek is Get without side effects: it neither counts the lookup nor
 // marks the entry used, for background work that must not skew either.
 func (c *Cache[V]) Peek(key string) (V, State) {
-	now := c.opts.Now()
+	now := c.opts.Now().Sub(c.epoch)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var zero V
@@ -140,9 +144,9 @@ func (c *Cache[V]) Peek(key string) (V, State) {
 	switch {
 	case !ok:
 		return zero, Miss
-	case now.Before(e.freshUntil):
+	case now < e.freshFor:
 		return e.value, Fresh
-	case now.Before(e.staleUntil):
+	case now < e.staleFor:
 		return e.value, Stale
 	}
 	return zero, Miss
@@ -156,7 +160,7 @@ func (c *Cache[V]) Set(key string, v V, freshUntil, staleUntil time.Time) error 
 	if staleUntil.Before(freshUntil) {
 		staleUntil = freshUntil
 	}
-	e := &entry[V]{value: v, freshUntil: freshUntil, staleUntil: staleUntil}
+	e := entry[V]{value: v, freshFor: freshUntil.Sub(c.epoch), staleFor: staleUntil.Sub(c.epoch)}
 	e.size = int64(len(key))
 	if c.opts.Size != nil {
 		e.size = c.opts.Size(key, v)

@@ -173,6 +173,7 @@ start_nginx() {
 	local dir=$WORK/nginx
 	NGINX_PORT=$(free_port)
 	mkdir -p "$dir/tmp" "$dir/cache"
+	: >"$dir/upstream.log"
 	sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#127.0.0.1:$NGINX_PORT#g" \
 		-e "s#@UPSTREAM@#${SIM_URL#http://}#g" "$ROOT/test/bench/nginx.conf.tmpl" \
 		>"$dir/nginx.conf"
@@ -360,18 +361,43 @@ herds() {
 }
 
 # herd sends one cold herd to server $1 and records it with the upstream
-# requests the simulator saw.
+# requests the simulator saw and the upstream time the server measured.
 herd() {
-	local s=$1 round=$2 ms out ups
+	local s=$1 round=$2 ms out ups before seen
 	ms=$(awk -v d="$LATENCY" 'BEGIN { v = d + 0; if (d ~ /ms$/) print v; else print v * 1000 }')
 	sim_faults POST "{\"latency\":\"$LATENCY\"}"
 	curl -sf -X POST "$SIM_URL/_simulator/reset-stats"
+	before=$(upstream_time "$s")
 	say "herd $round/$HERD_ROUNDS: $s, $HERD requests, upstream latency $LATENCY"
 	out=$(loadgen "$s" -herd "$HERD" -timeout 10s \
 		-path "$PKCS7?audience=herd-$round-$RANDOM$RANDOM" -label "herd:${s%-tcp}" -json)
 	ups=$(sim_upstream_gets)
+	seen=$(upstream_ms "$before" "$(upstream_time "$s")")
 	sim_faults DELETE
-	record ". + {round: $round, upstream_requests: $ups, upstream_latency_ms: $ms}" <<<"$out"
+	record ". + {round: $round, upstream_requests: $ups, upstream_latency_ms: $ms,
+		upstream_seen_ms: $seen}" <<<"$out"
+}
+
+# upstream_time prints what server $1 has measured of its upstream
+# requests so far: "SECONDS COUNT", from the agent's histogram or from
+# nginx's upstream log (one $upstream_response_time a line).
+upstream_time() {
+	case "$1" in
+	agent*) curl -sf "http://$ADMIN_ADDR/metrics" | awk '
+		/^ecs_metadata_agent_upstream_request_duration_seconds_sum / { s = $2 }
+		/^ecs_metadata_agent_upstream_request_duration_seconds_count / { n = $2 }
+		END { printf "%.6f %d\n", s, n }' ;;
+	nginx) awk '{ s += $1 } END { printf "%.6f %d\n", s, NR }' "$WORK/nginx/upstream.log" ;;
+	esac
+}
+
+# upstream_ms prints the mean upstream time, in ms, of the requests
+# between two upstream_time readings, or null when there were none.
+upstream_ms() {
+	awk -v b="$1" -v a="$2" 'BEGIN {
+		split(b, x, " "); split(a, y, " ")
+		if (y[2] > x[2]) printf "%.1f", (y[1] - x[1]) * 1000 / (y[2] - x[2]); else print "null"
+	}'
 }
 
 machine() {

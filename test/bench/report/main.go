@@ -41,6 +41,18 @@ type record struct {
 	Upstream     *int64   `json:"upstream_requests"`
 	CacheEntries *int64   `json:"cache_entries"`
 	LatencyAdded float64  `json:"upstream_latency_ms"`
+	// UpstreamSeen is the time the herd's upstream request took as the
+	// server measured it, in ms; nil when it did not say.
+	UpstreamSeen *float64 `json:"upstream_seen_ms"`
+}
+
+// upstreamMS is the upstream latency a herd is judged against: what the
+// server measured, or else the latency the simulator was told to add.
+func (r record) upstreamMS() float64 {
+	if r.UpstreamSeen != nil {
+		return *r.UpstreamSeen
+	}
+	return r.LatencyAdded
 }
 
 // phase and server split the label "PHASE:SERVER".

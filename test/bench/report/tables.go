@@ -89,14 +89,21 @@ func herds(w *bufio.Writer, recs []record) {
 	fmt.Fprintf(w, "\nCold herd: %d concurrent requests for one cold key, upstream latency "+
 		"%.0f ms (bare: no upstream, the floor of delivering the herd)\n\n",
 		recs[0].Requests+recs[0].Errors, latencyOf(recs))
-	fmt.Fprintln(w, "| server | round | upstream requests | 200s | errors | p50 ms | "+
-		"max ms, from own send | slowest ms, from release |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| server | round | upstream requests | upstream ms, as measured | "+
+		"200s | errors | p50 ms | max ms, from own send | slowest ms, from release |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, r := range recs {
-		fmt.Fprintf(w, "| %s | %d | %s | %d | %d | %.1f | %.1f | %.1f |\n", r.server(),
-			r.Round, optional(r.Upstream), r.Status["200"], r.Errors, r.LatencyMS.P50,
-			r.LatencyMS.Max, r.SlowestMS)
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %d | %d | %.1f | %.1f | %.1f |\n", r.server(),
+			r.Round, optional(r.Upstream), optionalMS(r.UpstreamSeen), r.Status["200"],
+			r.Errors, r.LatencyMS.P50, r.LatencyMS.Max, r.SlowestMS)
 	}
+}
+
+func optionalMS(p *float64) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", *p)
 }
 
 // latencyOf is the upstream latency the herds ran with.

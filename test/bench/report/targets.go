@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"math"
 )
 
 // targets checks the numbers against the goals of issue 8.
@@ -32,29 +33,38 @@ func targets(w *bufio.Writer, recs []record) {
 }
 
 // herdTarget checks the agent's herds: one upstream request each, and
-// every answer within the upstream latency plus 10 ms, both from each
-// request's own send and, stricter, from the release of the herd.
+// every answer within upstream's latency plus 10 ms of its own send, the
+// latency being what the agent measured of its upstream request (upstream
+// is the simulator, which shares a core with the load generator, so it
+// can take longer than it was told to). Two stricter readings follow:
+// against the latency the simulator was told to add, and from the release
+// of the whole herd.
 func herdTarget(w *bufio.Writer, recs []record) {
 	if len(recs) == 0 {
 		return
 	}
-	ok, okOwn, worstUp, worst, worstOwn := true, true, int64(0), 0.0, 0.0
+	ok, okNominal, okRelease := true, true, true
+	worstUp, worstOwn, worstMargin, worst := int64(0), 0.0, math.Inf(-1), 0.0
 	for _, r := range recs {
 		up := int64(-1)
 		if r.Upstream != nil {
 			up = *r.Upstream
 		}
 		good := up == 1 && r.Errors == 0 && r.Status["200"] == r.Requests
-		ok = ok && good && r.SlowestMS <= r.LatencyAdded+10
-		okOwn = okOwn && good && r.LatencyMS.Max <= r.LatencyAdded+10
-		worstUp = max(worstUp, up)
+		margin := r.LatencyMS.Max - r.upstreamMS()
+		ok = ok && good && margin <= 10
+		okNominal = okNominal && good && r.LatencyMS.Max <= r.LatencyAdded+10
+		okRelease = okRelease && good && r.SlowestMS <= r.LatencyAdded+10
+		worstUp, worstMargin = max(worstUp, up), max(worstMargin, margin)
 		worst, worstOwn = max(worst, r.SlowestMS), max(worstOwn, r.LatencyMS.Max)
 	}
+	check(w, "cold herd: 1 upstream request, all answers within upstream's latency + 10 ms "+
+		"of their send", ok, fmt.Sprintf("%d rounds: at most %d upstream, at most %.1f ms "+
+		"over upstream's latency", len(recs), worstUp, worstMargin))
 	bound := fmt.Sprintf("%.0f ms", recs[0].LatencyAdded+10)
-	check(w, "cold herd: 1 upstream request, all answers within "+bound+" of their send",
-		okOwn, fmt.Sprintf("%d rounds: at most %d upstream, slowest %.1f ms", len(recs),
-			worstUp, worstOwn))
-	check(w, "cold herd: all answers within "+bound+" of the release", ok,
+	check(w, "cold herd, stricter: all answers within "+bound+" of their send", okNominal,
+		fmt.Sprintf("slowest %.1f ms", worstOwn))
+	check(w, "cold herd, stricter: all answers within "+bound+" of the release", okRelease,
 		fmt.Sprintf("slowest %.1f ms", worst))
 }
 
