@@ -64,19 +64,21 @@ type Stats struct {
 var ErrTooLarge = errors.New("cache: value larger than the byte bound")
 
 // entry is held in the LRU's own element, not behind a pointer of its
-// own, and its deadlines are offsets from the cache's epoch rather than
-// times: 32 bytes of bookkeeping an entry (with a pointer V) instead of 64
-// and another allocation.
+// own: one allocation an entry fewer. Its deadlines stay times, compared
+// as time.Time compares them: by the monotonic clock when both carry a
+// reading (deadlines from time.Now plus a lifetime), by the wall clock
+// when one does not (a credentials document's Expiration), so that a
+// step of the system clock moves the latter and not the former.
 type entry[V any] struct {
-	value              V
-	size               int64
-	freshFor, staleFor time.Duration // since epoch
+	value      V
+	size       int64
+	freshUntil time.Time
+	staleUntil time.Time
 }
 
 // Cache is an LRU of values with a fresh and a stale deadline each.
 type Cache[V any] struct {
 	opts  Options[V]
-	epoch time.Time // of the clock: its offsets are monotonic when Now's are
 	mu    sync.Mutex
 	lru   *simplelru.LRU[string, entry[V]]
 	bytes int64
@@ -94,7 +96,7 @@ func New[V any](opts Options[V]) (*Cache[V], error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	c := &Cache[V]{opts: opts, epoch: opts.Now()}
+	c := &Cache[V]{opts: opts}
 	l, err := simplelru.NewLRU(opts.MaxEntries, c.onEvictLocked)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -112,17 +114,17 @@ func (c *Cache[V]) onEvictLocked(_ string, e entry[V]) {
 // Get looks key up. It returns the value and Fresh or Stale, or Miss with
 // the zero value. A lookup that finds an entry marks it recently used.
 func (c *Cache[V]) Get(key string) (V, State) {
-	now := c.opts.Now().Sub(c.epoch)
+	now := c.opts.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.lru.Get(key)
 	switch {
 	case !ok:
 		c.stats.Misses++
-	case now < e.freshFor:
+	case now.Before(e.freshUntil):
 		c.stats.Hits++
 		return e.value, Fresh
-	case now < e.staleFor:
+	case now.Before(e.staleUntil):
 		c.stats.StaleHits++
 		return e.value, Stale
 	default:
@@ -136,7 +138,7 @@ func (c *Cache[V]) Get(key string) (V, State) {
 // Peek is Get without side effects: it neither counts the lookup nor
 // marks the entry used, for background work that must not skew either.
 func (c *Cache[V]) Peek(key string) (V, State) {
-	now := c.opts.Now().Sub(c.epoch)
+	now := c.opts.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var zero V
@@ -144,9 +146,9 @@ func (c *Cache[V]) Peek(key string) (V, State) {
 	switch {
 	case !ok:
 		return zero, Miss
-	case now < e.freshFor:
+	case now.Before(e.freshUntil):
 		return e.value, Fresh
-	case now < e.staleFor:
+	case now.Before(e.staleUntil):
 		return e.value, Stale
 	}
 	return zero, Miss
@@ -160,7 +162,7 @@ func (c *Cache[V]) Set(key string, v V, freshUntil, staleUntil time.Time) error 
 	if staleUntil.Before(freshUntil) {
 		staleUntil = freshUntil
 	}
-	e := entry[V]{value: v, freshFor: freshUntil.Sub(c.epoch), staleFor: staleUntil.Sub(c.epoch)}
+	e := entry[V]{value: v, freshUntil: freshUntil, staleUntil: staleUntil}
 	e.size = int64(len(key))
 	if c.opts.Size != nil {
 		e.size = c.opts.Size(key, v)
