@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/ecs-metadata-agent/ecs-metadata-agent/test/testbin"
 )
 
 // metadataURL is where the real clients send their requests. Nothing in
@@ -34,7 +36,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	proxy = r
-	code := m.Run()
+	code := testbin.Main(m)
 	r.close()
 	if err := goleak.Find(); code == 0 && err != nil {
 		fmt.Fprintln(os.Stderr, "goleak:", err)

@@ -6,6 +6,7 @@ package testbin
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -26,6 +27,8 @@ var (
 
 // Build returns the path of the named command (e.g. "ecs-metadata-agent"),
 // building it on first use. It skips the test when the go tool is absent.
+// The package's TestMain must run its tests through Main, which removes
+// what Build made.
 func Build(t testing.TB, name string) string {
 	t.Helper()
 	mu.Lock()
@@ -49,6 +52,30 @@ func Build(t testing.TB, name string) string {
 	}
 	built[name] = p
 	return p
+}
+
+// Main runs the tests of a package that uses Build and then removes the
+// binaries built for them; call it from TestMain, as os.Exit(Main(m)) or
+// before checks of one's own.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if err := removeBuilt(); err != nil {
+		fmt.Fprintln(os.Stderr, "testbin: removing the built binaries:", err)
+	}
+	return code
+}
+
+// removeBuilt removes the directory of the built binaries; a later Build
+// builds again.
+func removeBuilt() error {
+	mu.Lock()
+	defer mu.Unlock()
+	if dir == "" {
+		return nil
+	}
+	err := os.RemoveAll(dir)
+	dir, built = "", map[string]string{}
+	return err
 }
 
 // Process is a running command whose JSON log lines are collected.
