@@ -60,15 +60,15 @@ func newUpstream(life context.Context, cfg Config, now func() time.Time, log *za
 	// TODO(upstream): net/http retries a GET whose reused connection drops
 	// before any answer, so one drop can cost several upstream requests
 	// that neither the rate limiter nor the metrics see. Issue 5's note.
+	// An idle connection is kept for minutes, probed meanwhile (see
+	// upstreamDialer): a herd after a quiet spell would otherwise open a
+	// new one while its requests hold the core, and the connect's
+	// readiness waits behind them (5 ms measured).
 	tr := &http.Transport{
-		Proxy:               nil, // never through HTTP_PROXY: consumers may point it at us
-		DialContext:         (&net.Dialer{Timeout: cfg.UpstreamTimeout}).DialContext,
-		MaxIdleConns:        32,
-		MaxIdleConnsPerHost: 32,
-		// An idle connection is kept for minutes (TCP keep-alive probes,
-		// Go's default, every 15 s meanwhile): a herd after a quiet spell
-		// would otherwise open a new one while its requests hold the core,
-		// and the connect's readiness waits behind them (5 ms measured).
+		Proxy:                 nil, // never through HTTP_PROXY: consumers may point it at us
+		DialContext:           upstreamDialer(cfg.UpstreamTimeout).DialContext,
+		MaxIdleConns:          32,
+		MaxIdleConnsPerHost:   32,
 		IdleConnTimeout:       5 * time.Minute,
 		ResponseHeaderTimeout: cfg.UpstreamTimeout,
 		DisableCompression:    true, // bodies pass through byte-exact
@@ -83,6 +83,25 @@ func newUpstream(life context.Context, cfg Config, now func() time.Time, log *za
 		m:        m,
 		limit:    rate.NewLimiter(rate.Limit(cfg.UpstreamRate), cfg.UpstreamBurst),
 		life:     life,
+	}
+}
+
+// upstreamDialer dials upstream connections with TCP keep-alive probes
+// that find a dead path within 30 s of the last traffic (15 s idle, then 3
+// probes 5 s apart), so that a connection kept idle for minutes has not
+// silently died when a request needs it.
+func upstreamDialer(timeout time.Duration) *net.Dialer {
+	return &net.Dialer{Timeout: timeout, KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}}
+}
+
+// connFailed drops the idle upstream connections after a request failed
+// in transport (a timeout, a reset): net/http closes the one that failed,
+// but others idle since may be as dead, and each would fail a request of
+// its own; the next request dials instead.
+func (u *upstream) connFailed(err error) {
+	if !errors.Is(err, context.Canceled) {
+		u.client.CloseIdleConnections()
 	}
 }
 
@@ -168,12 +187,16 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 	if err != nil {
 		u.m.upstreamTime.Observe(time.Since(sent).Seconds())
 		u.m.upstream(outcomeOf(0, err))
+		u.connFailed(err)
 		return nil, fmt.Errorf("%w: %s", errUpstream, describe(err))
 	}
 	defer res.Body.Close()
 	body, err := readBody(res)
 	u.m.upstreamTime.Observe(time.Since(sent).Seconds())
 	if err != nil || len(body) > maxUpstreamBody {
+		if err != nil {
+			u.connFailed(err)
+		}
 		u.m.upstream(outcomeError)
 		return nil, fmt.Errorf("%w: reading body: %s", errUpstream, describe(err))
 	}
@@ -286,6 +309,7 @@ func (u *upstream) fetchToken(ctx context.Context) (string, error) {
 	res, err := u.client.Do(req)
 	if err != nil {
 		u.m.tokenRefresh(false)
+		u.connFailed(err)
 		return "", fmt.Errorf("%w: token request: %s", errUpstream, describe(err))
 	}
 	defer res.Body.Close()
@@ -317,6 +341,8 @@ func (u *upstream) noteTokenResult(err error) {
 	}
 	u.backoff = min(max(u.backoff*2, minTokenBackoff), maxTokenBackoff)
 	u.retryAt = now.Add(u.backoff)
+	u.log.Warn("upstream token request failed", zap.Error(err),
+		zap.Duration("next_try_in", u.backoff))
 }
 
 // storeToken keeps tok and plans its refresh at 70 to 80 percent of its

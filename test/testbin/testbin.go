@@ -6,13 +6,16 @@ package testbin
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -41,7 +44,8 @@ func Build(t testing.TB, name string) string {
 		t.Skip("skipping: the go tool is not on PATH, so the binaries cannot be built")
 	}
 	if dir == "" {
-		if dir, err = os.MkdirTemp("", "ecs-metadata-agent-bin-"); err != nil {
+		sweepStale(os.TempDir())
+		if dir, err = os.MkdirTemp("", binDirPrefix+strconv.Itoa(os.Getpid())+"-"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -52,6 +56,44 @@ func Build(t testing.TB, name string) string {
 	}
 	built[name] = p
 	return p
+}
+
+// binDirPrefix starts the name of a directory of built binaries; the
+// building process's PID follows, so that a later run can tell the
+// directories of processes that died before Main removed them (a panic, a
+// -timeout, an interrupt).
+const binDirPrefix = "ecs-metadata-agent-bin-"
+
+// sweepStale removes the binary directories in tmp of test processes that
+// are gone. A directory whose name holds no PID (as those of versions
+// before the PID was added), or the PID of a live process, is left alone.
+func sweepStale(tmp string) {
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), binDirPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidText, _, found := strings.Cut(rest, "-")
+		if !found {
+			continue
+		}
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(tmp, e.Name()))
+	}
+}
+
+// processAlive reports whether a process with the given PID exists (one
+// of another user's counts: EPERM).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // Main runs the tests of a package that uses Build and then removes the

@@ -1,8 +1,13 @@
 package testbin
 
 import (
+	"bufio"
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -10,25 +15,69 @@ func TestMain(m *testing.M) {
 	os.Exit(Main(m))
 }
 
-// TestRemoveBuilt checks that what Build makes does not outlive the test
-// process: each run used to leave its binaries in a new temp directory.
-func TestRemoveBuilt(t *testing.T) {
-	p := Build(t, "ecs-metadata-mock")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("built binary: %v", err)
+// childEnv makes TestChildBuilds run: it is the child of TestMainRemovesBuilt.
+const childEnv = "TESTBIN_CHILD_BUILDS"
+
+// TestChildBuilds builds a binary and prints its path; it runs only as
+// TestMainRemovesBuilt's child.
+func TestChildBuilds(t *testing.T) {
+	if os.Getenv(childEnv) == "" {
+		t.Skip("runs only as the child of TestMainRemovesBuilt")
 	}
-	d := filepath.Dir(p)
-	if err := removeBuilt(); err != nil {
-		t.Fatal(err)
+	os.Stdout.WriteString("built " + Build(t, "ecs-metadata-mock") + "\n")
+}
+
+// TestMainRemovesBuilt runs this test binary again, as a test process
+// that builds a binary, and checks that what it built is gone once it has
+// exited through Main: each run used to leave its binaries behind.
+func TestMainRemovesBuilt(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestChildBuilds$", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child test process: %v\n%s", err, out)
 	}
-	if _, err := os.Stat(d); !os.IsNotExist(err) {
-		t.Fatalf("%s still there after removeBuilt (stat: %v)", d, err)
+	var built string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if p, ok := strings.CutPrefix(sc.Text(), "built "); ok {
+			built = p
+		}
 	}
-	again := Build(t, "ecs-metadata-mock")
-	if _, err := os.Stat(again); err != nil {
-		t.Fatalf("Build after removeBuilt: %v", err)
+	if built == "" {
+		t.Fatalf("the child printed no built path:\n%s", out)
 	}
-	if filepath.Dir(again) == d {
-		t.Fatalf("Build after removeBuilt reused the removed directory %s", d)
+	if _, err := os.Stat(filepath.Dir(built)); !os.IsNotExist(err) {
+		t.Errorf("%s is still there after the child exited (stat: %v)", filepath.Dir(built), err)
+		_ = os.RemoveAll(filepath.Dir(built))
+	}
+}
+
+// TestSweepStale checks that the binary directories of processes that are
+// gone are removed, and only those.
+func TestSweepStale(t *testing.T) {
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Skipf("skipping: cannot run true to get a PID that has exited: %v", err)
+	}
+	tmp := t.TempDir()
+	names := map[string]bool{ // name: whether the sweep should remove it
+		binDirPrefix + strconv.Itoa(gone.Process.Pid) + "-123": true,
+		binDirPrefix + strconv.Itoa(os.Getpid()) + "-456":      false,
+		binDirPrefix + "789":       false, // no PID: an older version's
+		binDirPrefix + "notapid-1": false,
+		"some-other-dir":           false,
+	}
+	for n := range names {
+		if err := os.Mkdir(filepath.Join(tmp, n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sweepStale(tmp)
+	for n, removed := range names {
+		_, err := os.Stat(filepath.Join(tmp, n))
+		if gotRemoved := os.IsNotExist(err); gotRemoved != removed {
+			t.Errorf("%s: removed %v, want %v", n, gotRemoved, removed)
+		}
 	}
 }
