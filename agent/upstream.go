@@ -9,8 +9,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -95,12 +97,27 @@ func upstreamDialer(timeout time.Duration) *net.Dialer {
 		Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}}
 }
 
-// connFailed drops the idle upstream connections after a request failed
-// in transport (a timeout, a reset): net/http closes the one that failed,
-// but others idle since may be as dead, and each would fail a request of
-// its own; the next request dials instead.
-func (u *upstream) connFailed(err error) {
-	if !errors.Is(err, context.Canceled) {
+// connWatch notes what became of one upstream request's connection.
+type connWatch struct {
+	reused, answered atomic.Bool
+}
+
+// watch returns ctx with a trace that fills w.
+func (w *connWatch) watch(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:              func(i httptrace.GotConnInfo) { w.reused.Store(i.Reused) },
+		GotFirstResponseByte: func() { w.answered.Store(true) },
+	})
+}
+
+// connFailed drops the idle upstream connections after a request on a
+// kept connection got not a byte back (a timeout, a reset): net/http
+// closes that one, but others idle as long may be as dead, and each would
+// fail a request of its own; the next request dials instead. A failure on
+// a new connection, or after an answer began, says nothing of the idle
+// ones, and leaves them be.
+func (u *upstream) connFailed(err error, w *connWatch) {
+	if w.reused.Load() && !w.answered.Load() && !errors.Is(err, context.Canceled) {
 		u.client.CloseIdleConnections()
 	}
 }
@@ -173,7 +190,8 @@ func (u *upstream) getOnce(ctx context.Context, pathQuery string) (*response, er
 }
 
 func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.base+pathQuery, nil)
+	var w connWatch
+	req, err := http.NewRequestWithContext(w.watch(ctx), http.MethodGet, u.base+pathQuery, nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: building request: %v", errUpstream, err)
 	}
@@ -187,16 +205,13 @@ func (u *upstream) do(ctx context.Context, pathQuery, tok string) (*response, er
 	if err != nil {
 		u.m.upstreamTime.Observe(time.Since(sent).Seconds())
 		u.m.upstream(outcomeOf(0, err))
-		u.connFailed(err)
+		u.connFailed(err, &w)
 		return nil, fmt.Errorf("%w: %s", errUpstream, describe(err))
 	}
 	defer res.Body.Close()
 	body, err := readBody(res)
 	u.m.upstreamTime.Observe(time.Since(sent).Seconds())
 	if err != nil || len(body) > maxUpstreamBody {
-		if err != nil {
-			u.connFailed(err)
-		}
 		u.m.upstream(outcomeError)
 		return nil, fmt.Errorf("%w: reading body: %s", errUpstream, describe(err))
 	}
@@ -294,7 +309,8 @@ func (u *upstream) startFetchLocked() *call[string] {
 // fetchToken PUTs for a new token and stores it.
 func (u *upstream) fetchToken(ctx context.Context) (string, error) {
 	issued := u.now()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u.base+tokenPath, nil)
+	var w connWatch
+	req, err := http.NewRequestWithContext(w.watch(ctx), http.MethodPut, u.base+tokenPath, nil)
 	if err != nil {
 		return "", fmt.Errorf("%w: building token request: %v", errUpstream, err)
 	}
@@ -309,7 +325,7 @@ func (u *upstream) fetchToken(ctx context.Context) (string, error) {
 	res, err := u.client.Do(req)
 	if err != nil {
 		u.m.tokenRefresh(false)
-		u.connFailed(err)
+		u.connFailed(err, &w)
 		return "", fmt.Errorf("%w: token request: %s", errUpstream, describe(err))
 	}
 	defer res.Body.Close()
@@ -334,15 +350,19 @@ const (
 func (u *upstream) noteTokenResult(err error) {
 	now := u.now()
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	if err == nil {
 		u.retryAt, u.backoff = time.Time{}, 0
+		u.mu.Unlock()
 		return
 	}
 	u.backoff = min(max(u.backoff*2, minTokenBackoff), maxTokenBackoff)
 	u.retryAt = now.Add(u.backoff)
-	u.log.Warn("upstream token request failed", zap.Error(err),
-		zap.Duration("next_try_in", u.backoff))
+	wait := u.backoff
+	u.mu.Unlock()
+	if u.life.Err() == nil { // not cut short by shutdown
+		u.log.Warn("upstream token request failed", zap.Error(err),
+			zap.Duration("next_try_in", wait))
+	}
 }
 
 // storeToken keeps tok and plans its refresh at 70 to 80 percent of its

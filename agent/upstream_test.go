@@ -67,29 +67,37 @@ type deadConnUpstream struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]bool // every connection, and whether it is silenced
 	opened atomic.Int32
-
-	together int           // reads marked ?together answered once this many arrived
-	arrived  int           // under mu
-	all      chan struct{} // closed when they have
+	groups map[string]*meeting // reads marked ?together=NAME
 }
 
-// meet holds a read until d.together reads are held, so that each is on
+// A meeting holds reads until size of them are held, so that each is on
 // a connection of its own.
-func (d *deadConnUpstream) meet() {
+type meeting struct {
+	size, arrived int // arrived under the upstream's mu
+	all           chan struct{}
+}
+
+func (d *deadConnUpstream) meet(name string) {
 	d.mu.Lock()
-	if d.arrived++; d.arrived == d.together {
-		close(d.all)
+	m := d.groups[name]
+	if m.arrived++; m.arrived == m.size {
+		close(m.all)
 	}
 	d.mu.Unlock()
 	select {
-	case <-d.all:
+	case <-m.all:
 	case <-time.After(5 * time.Second): // a bound on a broken test, not a wait for time to pass
 	}
 }
 
-func newDeadConnUpstream(t *testing.T) *deadConnUpstream {
+// newDeadConnUpstream starts the upstream; groups gives the size of each
+// meeting the test will hold.
+func newDeadConnUpstream(t *testing.T, groups map[string]int) *deadConnUpstream {
 	t.Helper()
-	d := &deadConnUpstream{conns: map[net.Conn]bool{}, together: 3, all: make(chan struct{})}
+	d := &deadConnUpstream{conns: map[net.Conn]bool{}, groups: map[string]*meeting{}}
+	for name, size := range groups {
+		d.groups[name] = &meeting{size: size, all: make(chan struct{})}
+	}
 	d.srv = httptest.NewUnstartedServer(http.HandlerFunc(d.serve))
 	d.srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
 		d.mu.Lock()
@@ -107,18 +115,37 @@ func (d *deadConnUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	d.mu.Lock()
 	silent := d.conns[r.Context().Value(connKey{}).(net.Conn)]
 	d.mu.Unlock()
-	if silent {
+	switch q := r.URL.Query(); {
+	case silent:
 		<-r.Context().Done() // until the agent gives up and closes it
-		return
-	}
-	if r.Method == http.MethodPut {
+	case r.Method == http.MethodPut:
 		_, _ = w.Write([]byte("upstream-token"))
-		return
+	case q.Has("together"):
+		d.meet(q.Get("together"))
+		_, _ = w.Write([]byte("answer of " + r.URL.Path))
+	case q.Has("broken"): // 10 bytes of a 100-byte answer, then the connection dropped
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("0123456789"))
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
+	default:
+		_, _ = w.Write([]byte("answer of " + r.URL.Path))
 	}
-	if r.URL.Query().Has("together") {
-		d.meet()
+}
+
+// readTogether reads paths at once, each with ?together=group, and fails
+// the test unless each is answered 200.
+func readTogether(t *testing.T, a *Agent, group string, paths ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		wg.Go(func() {
+			if w := serveOne(a, "/latest/meta-data/"+p+"?together="+group); w.Code != http.StatusOK {
+				t.Errorf("read of %s with %s: %d %s", p, group, w.Code, w.Body)
+			}
+		})
 	}
-	_, _ = w.Write([]byte("answer of " + r.URL.Path))
+	wg.Wait()
 }
 
 // silence makes every connection open so far go silent.
@@ -135,27 +162,12 @@ func (d *deadConnUpstream) silence() {
 // agent then drops the other idle ones too, so the next read opens a new
 // connection and is answered, rather than failing on the next dead one.
 func TestDeadUpstreamConnectionsAreDropped(t *testing.T) {
-	up := newDeadConnUpstream(t)
-	cfg := Defaults()
-	cfg.Upstream = up.srv.URL
-	cfg.UpstreamTimeout = 300 * time.Millisecond
-	a, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
+	up := newDeadConnUpstream(t, map[string]int{"a": 3})
+	a := agentWithTimeout(t, up.srv.URL, 300*time.Millisecond)
 	if w := serveOne(a, "/latest/meta-data/instance-id"); w.Code != http.StatusOK {
 		t.Fatalf("first read: %d %s", w.Code, w.Body)
 	}
-	var wg sync.WaitGroup
-	for _, p := range []string{"image-id", "region-id", "zone-id"} {
-		wg.Go(func() {
-			if w := serveOne(a, "/latest/meta-data/"+p+"?together"); w.Code != http.StatusOK {
-				t.Errorf("concurrent read of %s: %d %s", p, w.Code, w.Body)
-			}
-		})
-	}
-	wg.Wait()
+	readTogether(t, a, "a", "image-id", "region-id", "zone-id")
 	idle := up.opened.Load()
 	if idle < 3 {
 		t.Fatalf("%d upstream connections after 3 concurrent reads, want 3 or more", idle)
@@ -174,8 +186,45 @@ func TestDeadUpstreamConnectionsAreDropped(t *testing.T) {
 	}
 }
 
+// TestBrokenAnswerKeepsOtherConnections: an answer cut off after it began
+// fails its read, but says nothing of the other idle connections, which
+// the next reads use rather than dialling anew.
+func TestBrokenAnswerKeepsOtherConnections(t *testing.T) {
+	up := newDeadConnUpstream(t, map[string]int{"a": 3, "b": 2})
+	a := agentWithTimeout(t, up.srv.URL, 2*time.Second)
+	readTogether(t, a, "a", "image-id", "region-id", "zone-id")
+	before := up.opened.Load()
+	if before < 3 {
+		t.Fatalf("%d upstream connections after 3 concurrent reads, want 3 or more", before)
+	}
+	if w := serveOne(a, "/latest/meta-data/hostname?broken"); w.Code != http.StatusBadGateway {
+		t.Fatalf("read of a cut-off answer: %d %s, want 502", w.Code, w.Body)
+	}
+	readTogether(t, a, "b", "serial-number", "instance-type")
+	if n := up.opened.Load(); n != before {
+		t.Errorf("%d upstream connections after the cut-off answer and 2 concurrent reads, "+
+			"want the %d before: the idle ones dropped", n, before)
+	}
+}
+
+// agentWithTimeout is an agent in front of url with the given upstream
+// deadline, closed when the test ends.
+func agentWithTimeout(t *testing.T, url string, timeout time.Duration) *Agent {
+	t.Helper()
+	cfg := Defaults()
+	cfg.Upstream = url
+	cfg.UpstreamTimeout = timeout
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
 // TestTokenFailureIsLogged: a failed token request is logged with what
-// went wrong and when the next one will be tried, and nothing of a token.
+// went wrong and when the next one will be tried, and upstream's answer
+// is not quoted.
 func TestTokenFailureIsLogged(t *testing.T) {
 	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut {

@@ -44,8 +44,9 @@ func Build(t testing.TB, name string) string {
 		t.Skip("skipping: the go tool is not on PATH, so the binaries cannot be built")
 	}
 	if dir == "" {
-		sweepStale(os.TempDir())
-		if dir, err = os.MkdirTemp("", binDirPrefix+strconv.Itoa(os.Getpid())+"-"); err != nil {
+		ns := pidNamespace()
+		sweepStale(os.TempDir(), ns)
+		if dir, err = os.MkdirTemp("", binDirPrefix+ns+"-"+strconv.Itoa(os.Getpid())+"-"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,21 +60,40 @@ func Build(t testing.TB, name string) string {
 }
 
 // binDirPrefix starts the name of a directory of built binaries; the
-// building process's PID follows, so that a later run can tell the
-// directories of processes that died before Main removed them (a panic, a
-// -timeout, an interrupt).
+// building process's PID namespace and PID follow, so that a later run
+// can tell the directories of processes that died before Main removed
+// them (a panic, a -timeout, an interrupt).
 const binDirPrefix = "ecs-metadata-agent-bin-"
 
-// sweepStale removes the binary directories in tmp of test processes that
-// are gone. A directory whose name holds no PID (as those of versions
-// before the PID was added), or the PID of a live process, is left alone.
-func sweepStale(tmp string) {
+// pidNamespace names this process's PID namespace by its inode, or is "0"
+// when /proc does not say.
+func pidNamespace() string {
+	link, err := os.Readlink("/proc/self/ns/pid") // "pid:[4026531836]"
+	if err != nil {
+		return "0"
+	}
+	inode := strings.TrimSuffix(strings.TrimPrefix(link, "pid:["), "]")
+	if _, err := strconv.ParseUint(inode, 10, 64); err != nil {
+		return "0"
+	}
+	return inode
+}
+
+// sweepStale removes the binary directories in tmp of test processes in
+// the PID namespace ns that are gone. A directory of another namespace
+// (whose PIDs mean nothing here, though tmp may be shared), one whose name
+// holds no PID (as those of versions before it did), or one of a live
+// process is left alone.
+func sweepStale(tmp, ns string) {
+	if ns == "0" {
+		return
+	}
 	entries, err := os.ReadDir(tmp)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), binDirPrefix)
+		rest, ok := strings.CutPrefix(e.Name(), binDirPrefix+ns+"-")
 		if !ok || !e.IsDir() {
 			continue
 		}

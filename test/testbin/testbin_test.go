@@ -54,26 +54,33 @@ func TestMainRemovesBuilt(t *testing.T) {
 }
 
 // TestSweepStale checks that the binary directories of processes that are
-// gone are removed, and only those.
+// gone are removed, and only those: not a live process's, not another PID
+// namespace's, not one of another name.
 func TestSweepStale(t *testing.T) {
+	ns := pidNamespace()
+	if ns == "0" {
+		t.Skip("skipping: /proc/self/ns/pid is not readable, so nothing is swept")
+	}
 	gone := exec.Command("true")
 	if err := gone.Run(); err != nil {
 		t.Skipf("skipping: cannot run true to get a PID that has exited: %v", err)
 	}
+	dead, live := strconv.Itoa(gone.Process.Pid), strconv.Itoa(os.Getpid())
 	tmp := t.TempDir()
 	names := map[string]bool{ // name: whether the sweep should remove it
-		binDirPrefix + strconv.Itoa(gone.Process.Pid) + "-123": true,
-		binDirPrefix + strconv.Itoa(os.Getpid()) + "-456":      false,
-		binDirPrefix + "789":       false, // no PID: an older version's
-		binDirPrefix + "notapid-1": false,
-		"some-other-dir":           false,
+		binDirPrefix + ns + "-" + dead + "-123":     true,
+		binDirPrefix + ns + "-" + live + "-456":     false,
+		binDirPrefix + "1" + ns + "-" + dead + "-7": false, // another namespace
+		binDirPrefix + dead + "-789":                false, // an older version's: no namespace
+		binDirPrefix + ns + "-notapid-1":            false,
+		"some-other-dir":                            false,
 	}
 	for n := range names {
 		if err := os.Mkdir(filepath.Join(tmp, n), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	sweepStale(tmp)
+	sweepStale(tmp, ns)
 	for n, removed := range names {
 		_, err := os.Stat(filepath.Join(tmp, n))
 		if gotRemoved := os.IsNotExist(err); gotRemoved != removed {
