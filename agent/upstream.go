@@ -62,6 +62,7 @@ func newUpstream(life context.Context, cfg Config, now func() time.Time, log *za
 	// TODO(upstream): net/http retries a GET whose reused connection drops
 	// before any answer, so one drop can cost several upstream requests
 	// that neither the rate limiter nor the metrics see. Issue 5's note.
+	//
 	// An idle connection is kept for minutes, probed meanwhile (see
 	// upstreamDialer): a herd after a quiet spell would otherwise open a
 	// new one while its requests hold the core, and the connect's
