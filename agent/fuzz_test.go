@@ -18,9 +18,11 @@ import (
 
 // Run each target briefly with, for example:
 //
-//	go test -run '^$' -fuzz '^FuzzPathPolicy$' -fuzztime 10s ./agent
-//	go test -run '^$' -fuzz '^FuzzParseTTL$' -fuzztime 10s ./agent
-//	go test -run '^$' -fuzz '^FuzzHandler$' -fuzztime 10s ./agent
+//	go test -run '^$' -fuzz '^FuzzPathPolicy$' -fuzztime 100000x ./agent
+//	go test -run '^$' -fuzz '^FuzzParseTTL$' -fuzztime 100000x ./agent
+//	go test -run '^$' -fuzz '^FuzzHandler$' -fuzztime 60000x ./agent
+//
+// (counts, not durations: see test/run on Go 1.26's fuzz deadline race)
 //
 // Without -fuzz, go test runs the seeds below and testdata/fuzz/.
 
