@@ -20,29 +20,15 @@ import (
 // comes after a quiet spell otherwise opens a new one while its thousand
 // requests hold the agent's core (the README's Performance findings).
 func TestUpstreamKeepsItsConnection(t *testing.T) {
-	var conns atomic.Int32
-	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut {
-			_, _ = w.Write([]byte("upstream-token"))
-			return
-		}
-		_, _ = w.Write([]byte("answer of " + r.URL.Path))
-	}))
-	up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	up.Start()
-	t.Cleanup(up.Close)
-	a := agentFor(t, up.URL, nil)
+	up := newDeadConnUpstream(t, nil)
+	a := agentFor(t, up.srv.URL, nil)
 	for _, p := range []string{"/latest/meta-data/instance-id", "/latest/meta-data/image-id",
 		"/latest/meta-data/region-id"} {
 		if w := serveOne(a, p); w.Code != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", p, w.Code, w.Body)
 		}
 	}
-	if n := conns.Load(); n != 1 {
+	if n := up.opened.Load(); n != 1 {
 		t.Errorf("the token and 3 reads took %d upstream connections, want 1", n)
 	}
 	tr, ok := a.up.client.Transport.(*http.Transport)
